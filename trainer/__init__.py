@@ -1,0 +1,1 @@
+"""Central side of Dopamine: data, model, the five training modes, privacy accounting, reports."""
