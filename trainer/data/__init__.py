@@ -1,0 +1,1 @@
+"""Data: datasets, splits, partitions, synthetic fundus set, arrays, augmentation."""
