@@ -1,0 +1,402 @@
+"""Reports a training run writes: PNG figures, the five-mode comparison table, the model card.
+
+Every file is written atomically (a temp file in the same folder, then `os.replace`), so a reader
+never sees half a figure. Figures use matplotlib's object API (`Figure`), not pyplot's global state.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on training servers; set before anything imports pyplot
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+import numpy as np  # noqa: E402
+
+MODES = ("central", "central-dp", "fedavg", "fl-parallel-dp", "dopamine")
+_COLOURS = {"central": "#7f7f7f", "central-dp": "#1f77b4", "fedavg": "#2ca02c",
+            "fl-parallel-dp": "#ff7f0e", "dopamine": "#d62728"}
+_DPI = 130
+
+
+def round_up(x: float, decimals: int = 2) -> float:
+    """Round up to `decimals` places, never down: for privacy figures (reporting less ε is a lie).
+
+    The result is the smallest k / 10**decimals (as a float) that is >= x, so float noise such as
+    1.1 * 100 = 110.00000000000001 does not turn 1.1 into 1.11, while 1.0000000001 becomes 1.01.
+
+    Args:
+        x: the value (finite or +/-inf).
+        decimals: number of decimal places, >= 0.
+
+    Returns:
+        The rounded-up value; inf stays inf.
+
+    Raises:
+        ValueError: if x is NaN or decimals is not a non-negative integer.
+    """
+    if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
+        raise ValueError(f"decimals must be a non-negative integer, got {decimals!r}")
+    x = float(x)
+    if math.isnan(x):
+        raise ValueError("x is NaN: cannot round a privacy figure that does not exist")
+    if math.isinf(x):
+        return x
+    scale = 10 ** decimals
+    k = math.floor(x * scale) - 1  # start just below, then step up to the first k/scale >= x
+    while k / scale < x:
+        k += 1
+    return k / scale
+
+
+def _atomic_write(path: str | Path, write) -> Path:
+    """Call write(binary_file) on a temp file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    return _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=_DPI))
+
+
+def write_confusion_png(confusion, class_names, path, *, title: str) -> Path:
+    """Heat map of a confusion matrix: counts in the cells, colour = share of the true class (row).
+
+    Args:
+        confusion: (C, C) non-negative integer counts, rows true, columns predicted.
+        class_names: C names, in grade order.
+        path: where to write the PNG.
+        title: figure title (e.g. "dopamine, test, round 12").
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: naming `confusion` or `class_names` when they are malformed.
+    """
+    counts = np.asarray(confusion)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] < 2:
+        raise ValueError(f"confusion must be a square (C, C) matrix, got shape {counts.shape}")
+    if not np.isfinite(counts).all() or (counts < 0).any() or (counts != np.round(counts)).any():
+        raise ValueError("confusion must hold non-negative integer counts")
+    if len(class_names) != counts.shape[0]:
+        raise ValueError(f"class_names has {len(class_names)} names for a {counts.shape[0]}-class "
+                         f"confusion matrix")
+    counts = counts.astype(np.int64)
+    rows = counts.sum(axis=1, keepdims=True)
+    # Row-normalised: a rare grade's errors stay visible next to thousands of "No DR".
+    share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+
+    size = 1.2 * len(class_names) + 2.5
+    fig = Figure(figsize=(size + 1.0, size))
+    ax = fig.add_subplot()
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(counts.shape[0]):
+        for j in range(counts.shape[1]):
+            colour = "white" if share[i, j] > 0.55 else "black"
+            ax.text(j, i, f"{counts[i, j]}\n{share[i, j]:.0%}", ha="center", va="center",
+                    color=colour, fontsize=9)
+    ticks = range(len(class_names))
+    labels = [f"{k}: {name}" for k, name in enumerate(class_names)]
+    ax.set_xticks(ticks, labels, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(ticks, labels, fontsize=8)
+    ax.set_xlabel("predicted grade")
+    ax.set_ylabel(f"true grade (n = {int(counts.sum())})")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true grade")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _series(rows: list[dict], x_key: str, y_key: str) -> tuple[list, list]:
+    """The (x, y) points of rows that have a non-None y."""
+    points = [(r[x_key], r[y_key]) for r in rows if r.get(y_key) is not None]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def _check_rows(rows, name: str, x_key: str) -> None:
+    if not rows:
+        raise ValueError(f"{name} is empty: no metrics rows to plot")
+    missing = [i for i, r in enumerate(rows) if x_key not in r]
+    if missing:
+        raise ValueError(f"{name}: rows {missing[:5]} lack the {x_key!r} field")
+
+
+def write_curves_png(rows: list[dict], path, *, title: str) -> Path:
+    """One run's curves: validation and test accuracy vs round (left), ε vs round (right).
+
+    Args:
+        rows: metrics.jsonl rows with round, loss, val_accuracy, test_accuracy, val_kappa and
+            epsilon (None for non-private runs).
+        path: where to write the PNG.
+        title: figure title.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: naming `rows` when it is empty or a row lacks `round`.
+    """
+    _check_rows(rows, "rows", "round")
+    fig = Figure(figsize=(11, 4.2))
+    left, right = fig.subplots(1, 2)
+    for key, label, style in (("val_accuracy", "validation accuracy", "-o"),
+                              ("test_accuracy", "test accuracy", "-s")):
+        x, y = _series(rows, "round", key)
+        if x:
+            left.plot(x, y, style, markersize=3, label=label)
+    x, y = _series(rows, "round", "val_kappa")
+    if x:
+        left.plot(x, y, ":", label="validation κ (quadratic)")
+    left.set_xlabel("round")
+    left.set_ylabel("accuracy / κ")
+    left.set_ylim(-0.05, 1.05)
+    left.grid(alpha=0.3)
+    left.legend(loc="lower right", fontsize=8)
+    left.set_title("accuracy")
+
+    x, y = _series(rows, "round", "epsilon")
+    if x:
+        right.plot(x, y, "-o", markersize=3, color=_COLOURS["dopamine"], label="ε spent")
+        right.legend(loc="upper left", fontsize=8)
+    else:
+        right.text(0.5, 0.5, "no differential privacy\n(ε = ∞)", ha="center", va="center",
+                   transform=right.transAxes, fontsize=12)
+    right.set_xlabel("round")
+    right.set_ylabel("ε")
+    right.grid(alpha=0.3)
+    right.set_title("privacy spent")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def write_compare_png(runs: dict[str, list[dict]], path) -> Path:
+    """The paper-style figure: test accuracy vs epoch (left), ε vs epoch (right), a line per mode.
+
+    Args:
+        runs: mode name -> metrics rows, each with `epoch` (float), `test_accuracy` and `epsilon`
+            (None for non-private modes, which get a legend entry "no DP (ε = ∞)" instead of a line).
+        path: where to write the PNG.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: naming `runs` when it is empty or a run has no rows or rows without `epoch`.
+    """
+    if not runs:
+        raise ValueError("runs is empty: nothing to compare")
+    for mode, rows in runs.items():
+        _check_rows(rows, f"runs[{mode!r}]", "epoch")
+    order = [m for m in MODES if m in runs] + sorted(m for m in runs if m not in MODES)
+    fig = Figure(figsize=(12, 4.6))
+    left, right = fig.subplots(1, 2)
+    extra_handles = []
+    for index, mode in enumerate(order):
+        colour = _COLOURS.get(mode, f"C{(index + 5) % 10}")
+        x, y = _series(runs[mode], "epoch", "test_accuracy")
+        if x:
+            left.plot(x, y, "-", color=colour, label=mode)
+        x, y = _series(runs[mode], "epoch", "epsilon")
+        if x:
+            right.plot(x, y, "-", color=colour, label=mode)
+        else:
+            extra_handles.append(Line2D([], [], color=colour, linestyle="none", marker="x",
+                                        label=f"{mode}: no DP (ε = ∞, no line)"))
+    left.set_xlabel("epoch")
+    left.set_ylabel("test accuracy")
+    left.set_ylim(-0.05, 1.05)
+    left.grid(alpha=0.3)
+    left.legend(loc="lower right", fontsize=8)
+    left.set_title("test accuracy")
+    handles, _ = right.get_legend_handles_labels()
+    right.legend(handles=handles + extra_handles, loc="upper left", fontsize=8)
+    right.set_xlabel("epoch")
+    right.set_ylabel("ε")
+    right.grid(alpha=0.3)
+    right.set_title("privacy spent (ε at the run's δ)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _fmt(x, spec: str = ".3f") -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def _privacy_cells(summary: dict, rows: list[dict], mode: str) -> tuple[str, str, str]:
+    """ε (rounded up), δ, accountant cells; ε never appears without its δ and accountant."""
+    epsilon = summary.get("epsilon")
+    if epsilon is None:  # the whole run's ε: the kept round was chosen after seeing every round
+        spent = [r["epsilon"] for r in rows if r.get("epsilon") is not None]
+        epsilon = max(spent) if spent else None
+    if epsilon is None:
+        return "∞ (no DP)", "—", "—"
+    delta, accountant = summary.get("delta"), summary.get("accountant")
+    if delta is None or not accountant:
+        raise ValueError(f"summaries[{mode!r}] has ε = {epsilon} but no delta/accountant: "
+                         "ε is only meaningful with both")
+    return f"{round_up(epsilon):.2f}", f"{delta:g}", str(accountant)
+
+
+def best_on_validation(rows: list[dict]) -> dict:
+    """The row to keep: highest val_accuracy, then highest val_kappa, then the earliest round.
+
+    Never looks at test metrics: choosing on test would make them optimistic.
+
+    Raises:
+        ValueError: naming `rows` if no row has a val_accuracy.
+    """
+    scored = [r for r in rows if r.get("val_accuracy") is not None]
+    if not scored:
+        raise ValueError("rows: no row has a val_accuracy to choose the kept round on")
+    return max(scored, key=lambda r: (r["val_accuracy"], r.get("val_kappa") or -math.inf,
+                                      -r["round"]))
+
+
+def compare_table_md(summaries: dict[str, dict]) -> str:
+    """Markdown table comparing modes; the kept round is chosen on validation, never on test.
+
+    Args:
+        summaries: mode -> {"rows": metrics.jsonl rows (round, val_accuracy, test_accuracy,
+            optional val_kappa / test_kappa / epsilon), optional "epsilon" (the run's final ε;
+            default: the largest ε in rows), "delta", "accountant" (required when ε is set)}.
+
+    Returns:
+        The table as a markdown string (header, separator, one line per mode, trailing newline).
+
+    Raises:
+        ValueError: naming `summaries` or the mode whose summary is incomplete.
+    """
+    if not summaries:
+        raise ValueError("summaries is empty: nothing to compare")
+    lines = ["| mode | final test acc | kept round (best val acc) | val acc (kept) | "
+             "test acc (kept) | test κ (kept) | ε | δ | accountant |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    order = [m for m in MODES if m in summaries] + sorted(m for m in summaries if m not in MODES)
+    for mode in order:
+        rows = summaries[mode].get("rows")
+        if not rows:
+            raise ValueError(f"summaries[{mode!r}] has no rows")
+        try:
+            kept = best_on_validation(rows)
+        except ValueError as exc:
+            raise ValueError(f"summaries[{mode!r}].{exc}") from None
+        final = max(rows, key=lambda r: r["round"])
+        eps, delta, accountant = _privacy_cells(summaries[mode], rows, mode)
+        lines.append(f"| {mode} | {_fmt(final.get('test_accuracy'))} | {kept['round']} | "
+                     f"{_fmt(kept['val_accuracy'])} | {_fmt(kept.get('test_accuracy'))} | "
+                     f"{_fmt(kept.get('test_kappa'))} | {eps} | {delta} | {accountant} |")
+    return "\n".join(lines) + "\n"
+
+
+def _first(sources, *keys):
+    for source in sources:
+        for key in keys:
+            if source.get(key) is not None:
+                return source[key]
+    return None
+
+
+def _metrics_table(metrics: dict) -> list[str]:
+    lines = ["| metric | validation | test |", "|---|---|---|"]
+    val, test = metrics.get("val") or {}, metrics.get("test") or {}
+    for key in ("accuracy", "kappa", "referable_sensitivity", "referable_specificity",
+                "referable_auc", "ece", "majority_rate", "n"):
+        if key in val or key in test:
+            spec = "d" if key == "n" else ".3f"
+            lines.append(f"| {key} | {_fmt(val.get(key), spec)} | {_fmt(test.get(key), spec)} |")
+    return lines
+
+
+def write_model_card(path, checkpoint: dict, *, extra: dict | None = None) -> Path:
+    """Markdown model card from a checkpoint dict (docs/CONTRACTS.md "Checkpoint").
+
+    Args:
+        path: where to write the card (e.g. RUN/MODEL_CARD.md).
+        checkpoint: the checkpoint dict (mode, privacy, metrics, config, round, preprocess, ...).
+        extra: optional facts the config lacks: hospitals, rounds, colluders, synthetic (bool),
+            dataset, and any other key, listed under "Notes".
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: naming `checkpoint` if it lacks mode/privacy, or has ε without δ/accountant.
+    """
+    if not isinstance(checkpoint, dict) or "mode" not in checkpoint or "privacy" not in checkpoint:
+        raise ValueError("checkpoint must be a checkpoint dict with at least 'mode' and 'privacy'")
+    extra = dict(extra or {})
+    config, privacy = checkpoint.get("config") or {}, checkpoint.get("privacy") or {}
+    sources = (extra, config)
+    names = checkpoint.get("class_names") or []
+    kept = checkpoint.get("round")
+    hospitals = _first(sources, "hospitals", "num_hospitals")
+    rounds = _first(sources, "rounds", "num_rounds")
+    colluders = _first(sources, "colluders")
+    if colluders is None and "t=" in str(privacy.get("privacy_model", "")):
+        colluders = str(privacy["privacy_model"]).split("t=")[1].split()[0]
+    out = [f"# Model card: diabetic-retinopathy grader ({checkpoint.get('arch', 'squeezenet1_1-dr')}, "
+           f"mode `{checkpoint['mode']}`)", "", f"Created {checkpoint.get('created', 'unknown')}.", "",
+           "## Intended use", "",
+           "A screening aid: it grades a fundus photo into "
+           + ", ".join(f"{i} {n}" for i, n in enumerate(names)) + " and flags referable DR.",
+           "**This is not a diagnosis.** A positive or negative result must be confirmed by a "
+           "qualified eye-care professional; do not use it to rule out disease on its own.", "",
+           "## Training data", "",
+           f"- mode: `{checkpoint['mode']}`",
+           f"- hospitals: {_fmt(hospitals, '')}",
+           f"- rounds run: {_fmt(rounds, '')}; round kept: {_fmt(kept, '')} (chosen on validation)"]
+    dataset = _first(sources, "dataset", "data")
+    if dataset is not None:
+        out.append(f"- dataset: `{dataset}`")
+    out += ["", "## Privacy", ""]
+    epsilon = privacy.get("epsilon")
+    if epsilon is None:
+        out.append("No differential privacy: **ε = ∞**. The weights may reveal training patients.")
+    else:
+        if privacy.get("delta") is None or not privacy.get("accountant"):
+            raise ValueError("checkpoint['privacy'] has an epsilon but no delta/accountant")
+        out.append(f"**(ε = {round_up(epsilon):.2f}, δ = {privacy['delta']:g}) "
+                   f"by the {privacy['accountant']} accountant** (ε rounded up).")
+        steps = ", ".join(f"{k} = {privacy[k]}" for k in ("noise_multiplier", "sample_rate", "steps",
+                                                         "clipping_norm") if privacy.get(k) is not None)
+        if steps:
+            out.append(f"DP-SGD: {steps}.")
+    out += ["", f"Privacy model: {privacy.get('privacy_model') or 'not stated'}.",
+            "- unit of privacy: the patient (neighbouring datasets add or remove one patient)",
+            "- server: honest but curious; hospitals see only masked, noised sums (secure aggregation)",
+            f"- colluding hospitals tolerated: t = {_fmt(colluders, '')}", "",
+            "Outside ε (not protected by it): hyper-parameters tuned on the validation split, "
+            "int8 calibration statistics, and the test metrics below.", "",
+            f"## Metrics (round {_fmt(kept, '')}, kept on validation; test never used to choose)", ""]
+    out += _metrics_table(checkpoint.get("metrics") or {})
+    out += ["", "## Limitations", ""]
+    if _first(sources, "synthetic"):
+        out.append("- **Trained on synthetic images**: the metrics say nothing about real fundus photos.")
+    weights = _first(sources, "weights", "init_weights")
+    out.append(f"- initialised from local weights `{weights}`" if weights else
+               "- no pretraining: trained from random initialisation (no ImageNet weights).")
+    out += ["- not validated prospectively or on other cameras and populations; poor-quality "
+            "photos degrade it; the int8 exports may differ slightly from these float metrics.", "",
+            "## Preprocessing", "", "| parameter | value |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in (checkpoint.get("preprocess") or {}).items()]
+    known = {"hospitals", "rounds", "colluders", "synthetic", "dataset"}
+    notes = [f"- {k}: {v}" for k, v in extra.items() if k not in known]
+    if notes:
+        out += ["", "## Notes", ""] + notes
+    text = "\n".join(out) + "\n"
+    return _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
