@@ -53,12 +53,22 @@ def round_up(x: float, decimals: int = 2) -> float:
     return k / scale
 
 
-def _atomic_write(path: str | Path, write) -> Path:
-    """Call write(binary_file) on a temp file beside `path`, then rename it over `path`."""
+def atomic_write(path: str | Path, write) -> Path:
+    """Write a file atomically: `write(binary_handle)` fills a temp file beside `path`, then
+    `os.replace` puts it in place, so readers see the old file or the new one, never half of one.
+
+    Args:
+        path: destination; its folder is created if missing.
+        write: callable taking the open binary file handle.
+
+    Returns:
+        The path written (the temp file is removed if `write` raises).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be read by others
         with os.fdopen(fd, "wb") as handle:
             write(handle)
         os.replace(tmp, path)
@@ -69,7 +79,7 @@ def _atomic_write(path: str | Path, write) -> Path:
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
-    return _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=_DPI))
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=_DPI))
 
 
 def write_confusion_png(confusion, class_names, path, *, title: str) -> Path:
@@ -122,7 +132,7 @@ def write_confusion_png(confusion, class_names, path, *, title: str) -> Path:
 
 
 def _series(rows: list[dict], x_key: str, y_key: str) -> tuple[list, list]:
-    """The (x, y) points of rows that have a non-None y."""
+    """The (x, y) points of rows whose y is present and not None."""
     points = [(r[x_key], r[y_key]) for r in rows if r.get(y_key) is not None]
     return [p[0] for p in points], [p[1] for p in points]
 
@@ -130,13 +140,28 @@ def _series(rows: list[dict], x_key: str, y_key: str) -> tuple[list, list]:
 def _check_rows(rows, name: str, x_key: str) -> None:
     if not rows:
         raise ValueError(f"{name} is empty: no metrics rows to plot")
-    missing = [i for i, r in enumerate(rows) if x_key not in r]
+    missing = [i for i, r in enumerate(rows) if not isinstance(r, dict) or x_key not in r]
     if missing:
         raise ValueError(f"{name}: rows {missing[:5]} lack the {x_key!r} field")
 
 
+def _style(ax, xlabel: str, ylabel: str, title: str, *, legend: str | None = None) -> None:
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(loc=legend, fontsize=8)
+
+
+def _accuracy_limits(ax, rows: list[dict], keys) -> None:
+    """0-1 with a margin, lower when a κ is negative (worse than chance must stay visible)."""
+    lowest = min([r[k] for r in rows for k in keys if r.get(k) is not None], default=0.0)
+    ax.set_ylim(min(-0.05, lowest - 0.05), 1.05)
+
+
 def write_curves_png(rows: list[dict], path, *, title: str) -> Path:
-    """One run's curves: validation and test accuracy vs round (left), ε vs round (right).
+    """One run's curves: accuracy (val/test) and val κ vs round (left), ε vs round (right).
+
+    The round kept on validation is marked with a dotted vertical line.
 
     Args:
         rows: metrics.jsonl rows with round, loss, val_accuracy, test_accuracy, val_kappa and
@@ -154,31 +179,25 @@ def write_curves_png(rows: list[dict], path, *, title: str) -> Path:
     fig = Figure(figsize=(11, 4.2))
     left, right = fig.subplots(1, 2)
     for key, label, style in (("val_accuracy", "validation accuracy", "-o"),
-                              ("test_accuracy", "test accuracy", "-s")):
+                              ("test_accuracy", "test accuracy", "-s"),
+                              ("val_kappa", "validation κ (quadratic)", ":")):
         x, y = _series(rows, "round", key)
         if x:
             left.plot(x, y, style, markersize=3, label=label)
-    x, y = _series(rows, "round", "val_kappa")
-    if x:
-        left.plot(x, y, ":", label="validation κ (quadratic)")
-    left.set_xlabel("round")
-    left.set_ylabel("accuracy / κ")
-    left.set_ylim(-0.05, 1.05)
-    left.grid(alpha=0.3)
-    left.legend(loc="lower right", fontsize=8)
-    left.set_title("accuracy")
+    if any(r.get("val_accuracy") is not None for r in rows):
+        left.axvline(best_on_validation(rows)["round"], color="grey", linestyle=":",
+                     label="kept (best validation)")
+    _accuracy_limits(left, rows, ("val_accuracy", "test_accuracy", "val_kappa"))
+    _style(left, "round", "accuracy / κ", "accuracy", legend="lower right")
 
     x, y = _series(rows, "round", "epsilon")
     if x:
         right.plot(x, y, "-o", markersize=3, color=_COLOURS["dopamine"], label="ε spent")
-        right.legend(loc="upper left", fontsize=8)
+        right.set_ylim(bottom=0)
     else:
         right.text(0.5, 0.5, "no differential privacy\n(ε = ∞)", ha="center", va="center",
                    transform=right.transAxes, fontsize=12)
-    right.set_xlabel("round")
-    right.set_ylabel("ε")
-    right.grid(alpha=0.3)
-    right.set_title("privacy spent")
+    _style(right, "round", "ε", "privacy spent", legend="upper left")
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
@@ -205,7 +224,7 @@ def write_compare_png(runs: dict[str, list[dict]], path) -> Path:
     order = [m for m in MODES if m in runs] + sorted(m for m in runs if m not in MODES)
     fig = Figure(figsize=(12, 4.6))
     left, right = fig.subplots(1, 2)
-    extra_handles = []
+    no_dp = []
     for index, mode in enumerate(order):
         colour = _COLOURS.get(mode, f"C{(index + 5) % 10}")
         x, y = _series(runs[mode], "epoch", "test_accuracy")
@@ -215,20 +234,13 @@ def write_compare_png(runs: dict[str, list[dict]], path) -> Path:
         if x:
             right.plot(x, y, "-", color=colour, label=mode)
         else:
-            extra_handles.append(Line2D([], [], color=colour, linestyle="none", marker="x",
-                                        label=f"{mode}: no DP (ε = ∞, no line)"))
-    left.set_xlabel("epoch")
-    left.set_ylabel("test accuracy")
-    left.set_ylim(-0.05, 1.05)
-    left.grid(alpha=0.3)
-    left.legend(loc="lower right", fontsize=8)
-    left.set_title("test accuracy")
-    handles, _ = right.get_legend_handles_labels()
-    right.legend(handles=handles + extra_handles, loc="upper left", fontsize=8)
-    right.set_xlabel("epoch")
-    right.set_ylabel("ε")
-    right.grid(alpha=0.3)
-    right.set_title("privacy spent (ε at the run's δ)")
+            no_dp.append(Line2D([], [], color=colour, linestyle="none", marker="x",
+                                label=f"{mode}: no DP (ε = ∞, no line)"))
+    _accuracy_limits(left, [r for rows in runs.values() for r in rows], ("test_accuracy",))
+    _style(left, "epoch", "test accuracy", "test accuracy", legend="lower right")
+    right.legend(handles=right.get_legend_handles_labels()[0] + no_dp, loc="upper left", fontsize=8)
+    right.set_ylim(bottom=0)
+    _style(right, "epoch", "ε", "privacy spent (ε at the run's δ)")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -303,100 +315,7 @@ def compare_table_md(summaries: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _first(sources, *keys):
-    for source in sources:
-        for key in keys:
-            if source.get(key) is not None:
-                return source[key]
-    return None
-
-
-def _metrics_table(metrics: dict) -> list[str]:
-    lines = ["| metric | validation | test |", "|---|---|---|"]
-    val, test = metrics.get("val") or {}, metrics.get("test") or {}
-    for key in ("accuracy", "kappa", "referable_sensitivity", "referable_specificity",
-                "referable_auc", "ece", "majority_rate", "n"):
-        if key in val or key in test:
-            spec = "d" if key == "n" else ".3f"
-            lines.append(f"| {key} | {_fmt(val.get(key), spec)} | {_fmt(test.get(key), spec)} |")
-    return lines
-
-
 def write_model_card(path, checkpoint: dict, *, extra: dict | None = None) -> Path:
-    """Markdown model card from a checkpoint dict (docs/CONTRACTS.md "Checkpoint").
-
-    Args:
-        path: where to write the card (e.g. RUN/MODEL_CARD.md).
-        checkpoint: the checkpoint dict (mode, privacy, metrics, config, round, preprocess, ...).
-        extra: optional facts the config lacks: hospitals, rounds, colluders, synthetic (bool),
-            dataset, and any other key, listed under "Notes".
-
-    Returns:
-        The path written.
-
-    Raises:
-        ValueError: naming `checkpoint` if it lacks mode/privacy, or has ε without δ/accountant.
-    """
-    if not isinstance(checkpoint, dict) or "mode" not in checkpoint or "privacy" not in checkpoint:
-        raise ValueError("checkpoint must be a checkpoint dict with at least 'mode' and 'privacy'")
-    extra = dict(extra or {})
-    config, privacy = checkpoint.get("config") or {}, checkpoint.get("privacy") or {}
-    sources = (extra, config)
-    names = checkpoint.get("class_names") or []
-    kept = checkpoint.get("round")
-    hospitals = _first(sources, "hospitals", "num_hospitals")
-    rounds = _first(sources, "rounds", "num_rounds")
-    colluders = _first(sources, "colluders")
-    if colluders is None and "t=" in str(privacy.get("privacy_model", "")):
-        colluders = str(privacy["privacy_model"]).split("t=")[1].split()[0]
-    out = [f"# Model card: diabetic-retinopathy grader ({checkpoint.get('arch', 'squeezenet1_1-dr')}, "
-           f"mode `{checkpoint['mode']}`)", "", f"Created {checkpoint.get('created', 'unknown')}.", "",
-           "## Intended use", "",
-           "A screening aid: it grades a fundus photo into "
-           + ", ".join(f"{i} {n}" for i, n in enumerate(names)) + " and flags referable DR.",
-           "**This is not a diagnosis.** A positive or negative result must be confirmed by a "
-           "qualified eye-care professional; do not use it to rule out disease on its own.", "",
-           "## Training data", "",
-           f"- mode: `{checkpoint['mode']}`",
-           f"- hospitals: {_fmt(hospitals, '')}",
-           f"- rounds run: {_fmt(rounds, '')}; round kept: {_fmt(kept, '')} (chosen on validation)"]
-    dataset = _first(sources, "dataset", "data")
-    if dataset is not None:
-        out.append(f"- dataset: `{dataset}`")
-    out += ["", "## Privacy", ""]
-    epsilon = privacy.get("epsilon")
-    if epsilon is None:
-        out.append("No differential privacy: **ε = ∞**. The weights may reveal training patients.")
-    else:
-        if privacy.get("delta") is None or not privacy.get("accountant"):
-            raise ValueError("checkpoint['privacy'] has an epsilon but no delta/accountant")
-        out.append(f"**(ε = {round_up(epsilon):.2f}, δ = {privacy['delta']:g}) "
-                   f"by the {privacy['accountant']} accountant** (ε rounded up).")
-        steps = ", ".join(f"{k} = {privacy[k]}" for k in ("noise_multiplier", "sample_rate", "steps",
-                                                         "clipping_norm") if privacy.get(k) is not None)
-        if steps:
-            out.append(f"DP-SGD: {steps}.")
-    out += ["", f"Privacy model: {privacy.get('privacy_model') or 'not stated'}.",
-            "- unit of privacy: the patient (neighbouring datasets add or remove one patient)",
-            "- server: honest but curious; hospitals see only masked, noised sums (secure aggregation)",
-            f"- colluding hospitals tolerated: t = {_fmt(colluders, '')}", "",
-            "Outside ε (not protected by it): hyper-parameters tuned on the validation split, "
-            "int8 calibration statistics, and the test metrics below.", "",
-            f"## Metrics (round {_fmt(kept, '')}, kept on validation; test never used to choose)", ""]
-    out += _metrics_table(checkpoint.get("metrics") or {})
-    out += ["", "## Limitations", ""]
-    if _first(sources, "synthetic"):
-        out.append("- **Trained on synthetic images**: the metrics say nothing about real fundus photos.")
-    weights = _first(sources, "weights", "init_weights")
-    out.append(f"- initialised from local weights `{weights}`" if weights else
-               "- no pretraining: trained from random initialisation (no ImageNet weights).")
-    out += ["- not validated prospectively or on other cameras and populations; poor-quality "
-            "photos degrade it; the int8 exports may differ slightly from these float metrics.", "",
-            "## Preprocessing", "", "| parameter | value |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in (checkpoint.get("preprocess") or {}).items()]
-    known = {"hospitals", "rounds", "colluders", "synthetic", "dataset"}
-    notes = [f"- {k}: {v}" for k, v in extra.items() if k not in known]
-    if notes:
-        out += ["", "## Notes", ""] + notes
-    text = "\n".join(out) + "\n"
-    return _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    """Markdown model card from a checkpoint dict; see `trainer.model_card.write_model_card`."""
+    from trainer.model_card import write_model_card as write  # late: model_card imports this module
+    return write(path, checkpoint, extra=extra)

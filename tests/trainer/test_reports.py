@@ -31,6 +31,7 @@ def _assert_real_png(path):
     assert len(colours) > 2  # not a blank canvas
     # Atomic: the temp file beside it is gone.
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert path.stat().st_mode & 0o044 == 0o044  # readable by others, unlike mkstemp's 0600
 
 
 def test_confusion_png(tmp_path):
@@ -48,8 +49,12 @@ def test_curves_png_private_and_not(tmp_path):
 
 
 def test_compare_png(tmp_path):
-    runs = {mode: _rows(private=mode in ("central-dp", "fl-parallel-dp", "dopamine"))
-            for mode in ("central", "central-dp", "fedavg", "fl-parallel-dp", "dopamine")}
+    runs = {}
+    for k, mode in enumerate(("central", "central-dp", "fedavg", "fl-parallel-dp", "dopamine")):
+        runs[mode] = _rows(private=mode in ("central-dp", "fl-parallel-dp", "dopamine"))
+        for row in runs[mode]:  # spread the lines apart so the picture shows five of them
+            row["test_accuracy"] -= 0.05 * k
+            row["epsilon"] = None if row["epsilon"] is None else row["epsilon"] * (1 + k / 3)
     _assert_real_png(write_compare_png(runs, tmp_path / "compare.png"))
 
 
@@ -143,7 +148,8 @@ def _checkpoint(private=True):
                     "noise_multiplier": 1.1 if private else None, "sample_rate": 0.02, "steps": 300,
                     "clipping_norm": 2.0 if private else None},
         "metrics": {"val": {"accuracy": 0.71, "kappa": 0.6, "n": 290},
-                    "test": {"accuracy": 0.69, "kappa": 0.58, "referable_auc": 0.83, "n": 731}},
+                    "test": {"accuracy": 0.69, "kappa": 0.58, "referable_auc": 0.83, "n": 731,
+                             "per_class_recall": [0.9, 0.2, 0.6, 0.1, None]}},
         "config": {"hospitals": 10, "rounds": 30, "synthetic": True}, "round": 17,
         "created": "2026-11-28T18:00:00Z",
     }
@@ -162,6 +168,8 @@ def test_model_card_private(tmp_path):
     assert "synthetic" in text.lower() and "no pretraining" in text
     assert "hospitals: 10" in text and "rounds run: 30" in text and "t = 0" in text
     assert "int8 calibration" in text and "hyper-parameters" in text
+    assert "recall, grade 3 (Severe) | — | 0.100" in text
+    assert "honest but curious" in text
     assert "crop_threshold | 10.0" in text and "git_commit: abc123" in text
     assert [p.name for p in path.parent.iterdir()] == ["MODEL_CARD.md"]
 
@@ -177,3 +185,14 @@ def test_model_card_non_private_and_refusals(tmp_path):
     with pytest.raises(ValueError, match="checkpoint"):
         write_model_card(tmp_path / "bad.md", {"mode": "dopamine"})
     assert not (tmp_path / "bad.md").exists()
+
+
+def test_model_card_central_dp_and_parallel(tmp_path):
+    central = _checkpoint()
+    central["mode"] = "central-dp"
+    text = write_model_card(tmp_path / "central.md", central).read_text("utf-8")
+    assert "one data holder" in text and "colluding hospitals accounted for" not in text
+    parallel = _checkpoint()
+    parallel["mode"] = "fl-parallel-dp"
+    text = write_model_card(tmp_path / "parallel.md", parallel, extra={"synthetic": False}).read_text()
+    assert "maximum over the hospitals" in text and "synthetic images" not in text
