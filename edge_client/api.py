@@ -1,0 +1,267 @@
+"""The edge client's public API, used by the Kivy app and the CLI (docs/CONTRACTS.md "Edge client API")."""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edge_client.errors import CorruptModelError, EdgeError, ModelNotInstalled
+from edge_client.history import History, HistoryEntry
+from edge_client.manifest import read_public_key
+from edge_client.paths import resolve_home
+from edge_client.preprocess import ImageError, PreprocessConfig, load_image, preprocess_image
+from edge_client.quality import check_quality
+from edge_client.runtimes import runtime_for
+from edge_client.store import Installed, ModelStore, atomic_write
+from edge_client.sync import SyncResult, sync as _sync
+
+__all__ = ["EdgeClient", "Diagnosis", "InstalledModel", "HistoryEntry", "SyncResult"]
+
+DEFAULT_REFERRAL = {"refer_at_grade": 2, "min_confidence": 0.6}
+MAX_PHOTO_BYTES = 50 * 1024 * 1024
+
+
+@dataclass
+class InstalledModel:
+    version: int
+    created: str
+    accuracy: float | None
+    epsilon: float | None
+    delta: float | None
+    accountant: str | None
+    runtime: str
+    artifact: str
+    privacy_model: str | None = None
+
+
+@dataclass
+class Diagnosis:
+    grade: int
+    grade_name: str
+    probabilities: list[float]
+    refer: bool
+    advice: str
+    confidence: float
+    model_version: int
+    epsilon: float | None
+    delta: float | None
+    accountant: str | None
+    personal_head: bool
+    seconds: float
+    quality: dict = field(default_factory=dict)
+    history_id: int | None = None
+    image_sha256: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+class EdgeClient:
+    """The device's model, diagnoses and history, kept under one state folder.
+
+    Args:
+        home: state folder; None: $EDGE_HOME, else the platform's app-data folder.
+    """
+
+    def __init__(self, home: str | Path | None = None) -> None:
+        self.home = resolve_home(home)
+        self.store = ModelStore(self.home)
+        self.notice: str | None = None  # set when the client fell back to an older model
+        self._runtime = None
+        self._runtime_version: int | None = None
+        self._lock = threading.Lock()
+
+    # -- model --------------------------------------------------------------------------------
+    def _active(self) -> Installed:
+        """The current model, re-verified; a corrupt one is replaced by the newest good older one."""
+        current = self.store.current_version()
+        if current is None:
+            raise ModelNotInstalled("no model installed yet: connect and run sync")
+        try:
+            return self.store.load(current)
+        except CorruptModelError as exc:
+            for version in reversed(self.store.installed_versions()):
+                if version >= current:
+                    continue
+                try:
+                    good = self.store.load(version)
+                except CorruptModelError:
+                    continue
+                self.store.set_current(version)
+                self.notice = f"{exc}; switched back to model version {version}: sync to repair"
+                return good
+            raise ModelNotInstalled(f"{exc}; no older good model on this device: connect and run sync") from None
+
+    def installed_model(self) -> InstalledModel | None:
+        """The active model's card, or None when nothing usable is installed."""
+        try:
+            inst = self._active()
+        except ModelNotInstalled:
+            return None
+        m = inst.manifest
+        privacy = m.get("privacy") or {}
+        accuracy = ((m.get("metrics") or {}).get("test") or {}).get("accuracy")
+        try:
+            runtime = runtime_for(inst.artifact).name
+        except EdgeError:
+            runtime = "unavailable"
+        return InstalledModel(inst.version, str(m.get("created", "")), accuracy, privacy.get("epsilon"),
+                              privacy.get("delta"), privacy.get("accountant"), runtime,
+                              inst.artifact["name"], privacy.get("privacy_model"))
+
+    def rollback(self) -> int:
+        """Make the newest good version below the current one active. Returns it.
+
+        Raises:
+            ModelNotInstalled: no older good version on the device.
+        """
+        current = self.store.current_version()
+        for version in reversed(self.store.installed_versions()):
+            if current is not None and version >= current:
+                continue
+            try:
+                self.store.load(version)
+            except CorruptModelError:
+                continue
+            self.store.set_current(version)
+            self._runtime = None
+            return version
+        raise ModelNotInstalled(f"no older model on this device to roll back to (current: {current})")
+
+    def sync(self, server_url: str, *, public_key: bytes | str | Path | None = None,
+             progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None,
+             ca_file: str | None = None) -> SyncResult:
+        """Fetch and install the hub's latest model (see ``edge_client.sync.sync``).
+
+        Args:
+            server_url: the hub. public_key: raw bytes, base64 text or a public.key path; needed
+            on first use, must equal the pinned key after. progress: (done, total) callback.
+            cancel: threading.Event that stops the download (resumable). ca_file: private CA.
+
+        Raises:
+            SyncError subclasses (NetworkError, TrustError, DowngradeError, IntegrityError,
+            DiskFullError, NoCompatibleArtifact); the previous model stays active.
+        """
+        from edge_client.fetcher import Fetcher
+
+        key = public_key if isinstance(public_key, (bytes, type(None))) else read_public_key(public_key)
+        result = _sync(self.store, server_url, public_key=key, progress=progress, cancel=cancel,
+                       fetcher=Fetcher(server_url, ca_file=ca_file))
+        if result.updated:
+            self._runtime = None
+            self.notice = None
+        return result
+
+    def _runtime_for(self, inst: Installed):
+        if self._runtime is None or self._runtime_version != inst.version:
+            self._runtime = runtime_for(inst.artifact)(inst.artifact_path, inst.artifact)
+            self._runtime_version = inst.version
+        return self._runtime
+
+    # -- diagnosis ----------------------------------------------------------------------------
+    def diagnose(self, image: str | Path | bytes, *, keep_photo: bool = False) -> Diagnosis:
+        """Grade one fundus photo on the device (no network).
+
+        Args:
+            image: a file path or the encoded image bytes. keep_photo: also store the photo.
+
+        Returns:
+            Diagnosis, also appended to the history.
+
+        Raises:
+            ModelNotInstalled, ImageError (unreadable photo), PhotoQualityError (.reason, .hint).
+        """
+        start = time.perf_counter()
+        data, label = self._read(image)
+        with self._lock:
+            inst = self._active()
+            m = inst.manifest
+            cfg = PreprocessConfig.from_dict(m["preprocess"])
+            img = load_image(data, max_pixels=cfg.max_pixels, name=label)
+            report = check_quality(np.asarray(img), cfg, m.get("quality"))
+            logits, _features = self._runtime_for(inst).run(preprocess_image(img, cfg)[None])
+        probs = _softmax(logits[0].astype(np.float64))
+        grade = int(probs.argmax())
+        confidence = float(probs[grade])
+        names = m["class_names"]
+        rule = {**DEFAULT_REFERRAL, **(m.get("referral") or {})}
+        refer, advice = self._advice(grade, names[grade], confidence, rule)
+        privacy = m.get("privacy") or {}
+        digest = hashlib.sha256(data).hexdigest()
+        photo = self._keep(data, digest) if keep_photo else None
+        history = History(self.home / "history.sqlite")
+        try:
+            entry_id = history.add(time=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                   image_sha256=digest, grade=grade, grade_name=names[grade],
+                                   probabilities=[float(p) for p in probs], confidence=confidence,
+                                   refer=refer, model_version=inst.version, photo_path=photo)
+        finally:
+            history.close()
+        return Diagnosis(grade, names[grade], [float(p) for p in probs], refer, advice, confidence,
+                         inst.version, privacy.get("epsilon"), privacy.get("delta"), privacy.get("accountant"),
+                         False, time.perf_counter() - start, report.to_dict(), entry_id, digest)
+
+    @staticmethod
+    def _advice(grade: int, name: str, confidence: float, rule: dict) -> tuple[bool, str]:
+        if grade >= rule["refer_at_grade"]:
+            return True, f"Refer to an eye specialist: {name} (grade {grade}) suspected."
+        if confidence < rule["min_confidence"]:
+            return True, (f"Refer to an eye specialist: the model is not confident "
+                          f"({confidence:.0%} < {rule['min_confidence']:.0%}).")
+        return False, f"No referral needed now: {name} (grade {grade}); screen again as scheduled."
+
+    @staticmethod
+    def _read(image: str | Path | bytes) -> tuple[bytes, str]:
+        if isinstance(image, (bytes, bytearray)):
+            return bytes(image), "image"
+        path = Path(image)
+        try:
+            if path.stat().st_size > MAX_PHOTO_BYTES:
+                raise ImageError(f"{path}: file over {MAX_PHOTO_BYTES // 2**20} MB")
+            return path.read_bytes(), str(path)
+        except OSError as exc:
+            raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
+
+    def _keep(self, data: bytes, digest: str) -> str:
+        ext = ".png" if data[:4] == b"\x89PNG" else ".jpg" if data[:2] == b"\xff\xd8" else ".img"
+        path = self.home / "photos" / f"{digest}{ext}"
+        atomic_write(path, data)
+        return str(path)
+
+    # -- history ------------------------------------------------------------------------------
+    def history(self) -> list[HistoryEntry]:
+        """All stored results, newest first."""
+        h = History(self.home / "history.sqlite")
+        try:
+            return h.entries()
+        finally:
+            h.close()
+
+    def delete_history(self, entry_id: int) -> None:
+        """Delete one result and its kept photo, if any. Raises KeyError for an unknown id."""
+        h = History(self.home / "history.sqlite")
+        try:
+            photo = h.delete(entry_id)
+        finally:
+            h.close()
+        if photo:
+            Path(photo).unlink(missing_ok=True)
+
+    def export_history_csv(self, path: str | Path) -> Path:
+        """Write the history as CSV (atomic). Returns the path written."""
+        h = History(self.home / "history.sqlite")
+        try:
+            return h.export_csv(Path(path))
+        finally:
+            h.close()

@@ -1,0 +1,60 @@
+"""Errors the edge client raises; each message is one line a clinic user can act on."""
+from __future__ import annotations
+
+__all__ = ["EdgeError", "SyncError", "NetworkError", "TrustError", "DowngradeError",
+           "IntegrityError", "DiskFullError", "NoCompatibleArtifact", "ModelNotInstalled",
+           "CorruptModelError", "PhotoQualityError", "RuntimeUnavailable"]
+
+
+class EdgeError(Exception):
+    """Base class: a refused operation with a user-facing message."""
+
+
+class SyncError(EdgeError):
+    """Sync did not install anything; the installed model is unchanged."""
+
+
+class NetworkError(SyncError):
+    """No connection, a dead hub, or a download cut short (partial kept for resume)."""
+
+
+class TrustError(SyncError):
+    """A manifest that does not verify under the pinned key, or a different key offered."""
+
+
+class DowngradeError(SyncError):
+    """The hub offers a lower model version than the installed one."""
+
+
+class IntegrityError(SyncError):
+    """A downloaded artifact whose size or sha256 does not match the signed manifest."""
+
+
+class DiskFullError(SyncError):
+    """The device ran out of space (or hit a file-size limit) while downloading or installing."""
+
+
+class NoCompatibleArtifact(SyncError):
+    """The manifest has no artifact for any runtime available on this device."""
+
+
+class ModelNotInstalled(EdgeError):
+    """No (usable) model is installed yet: run sync."""
+
+
+class CorruptModelError(EdgeError):
+    """An installed model whose files no longer match its signed manifest."""
+
+
+class RuntimeUnavailable(EdgeError):
+    """The runtime for an artifact cannot be imported or cannot load the model."""
+
+
+class PhotoQualityError(EdgeError):
+    """An unusable photo. ``reason`` is machine-readable, ``hint`` tells the user what to do."""
+
+    def __init__(self, reason: str, hint: str, measures: dict | None = None) -> None:
+        super().__init__(hint)
+        self.reason = reason
+        self.hint = hint
+        self.measures = measures or {}
