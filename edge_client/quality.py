@@ -22,7 +22,7 @@ from edge_client.preprocess import PreprocessConfig, crop_to_fundus
 __all__ = ["DEFAULTS", "QualityReport", "measure", "check_quality"]
 
 DEFAULTS = {"min_fundus_fraction": 0.25, "min_brightness": 20.0, "max_brightness": 235.0,
-            "min_sharpness": 5.0, "max_outside_fraction": 0.2}
+            "min_sharpness": 5.0, "max_outside_fraction": 0.35}
 
 
 @dataclass

@@ -44,8 +44,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
         last = int(last_s) if last_s else size - 1
     except ValueError:
         return None
+    if first >= size >= 0 and first >= 0:
+        return "unsatisfiable"
     if first < 0 or last < first:
         return None
-    if first >= size:
-        return "unsatisfiable"
     return (first, min(last, size - 1))
