@@ -1,0 +1,56 @@
+"""Desktop picker: a Kivy file chooser in a popup (there is no camera on a desktop)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from kivy.clock import Clock
+from kivy.metrics import dp, sp
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.button import Button
+from kivy.uix.filechooser import FileChooserListView
+from kivy.uix.popup import Popup
+
+from .base import Callback, PhotoPicker, PickResult
+
+IMAGE_PATTERNS = ["*.png", "*.jpg", "*.jpeg", "*.PNG", "*.JPG", "*.JPEG", "*.bmp", "*.tif", "*.tiff"]
+
+
+class DesktopPicker(PhotoPicker):
+    """Opens a file chooser rooted at the home folder (or `start_dir`)."""
+
+    def __init__(self, start_dir: str | Path | None = None):
+        self.start_dir = str(start_dir or Path.home())
+
+    def pick_photo(self, callback: Callback) -> None:
+        chooser = FileChooserListView(path=self.start_dir, filters=IMAGE_PATTERNS)
+        box = BoxLayout(orientation="vertical", spacing=dp(8))
+        box.add_widget(chooser)
+        row = BoxLayout(size_hint_y=None, height=dp(56), spacing=dp(8))
+        ok = Button(text="OK", font_size=sp(18))
+        cancel = Button(text="Cancel", font_size=sp(18))
+        row.add_widget(cancel)
+        row.add_widget(ok)
+        box.add_widget(row)
+        popup = Popup(title="Choose a fundus photo", content=box, size_hint=(0.95, 0.95),
+                      title_size=sp(18), auto_dismiss=False)
+        done = {"called": False}
+
+        def finish(result: PickResult) -> None:
+            if done["called"]:
+                return
+            done["called"] = True
+            popup.dismiss()
+            Clock.schedule_once(lambda _dt: callback(result), 0)
+
+        def accept(*_args) -> None:
+            if chooser.selection:
+                self.start_dir = chooser.path
+                finish(PickResult(path=Path(chooser.selection[0])))
+
+        ok.bind(on_release=accept)
+        chooser.bind(on_submit=lambda *_a: accept())
+        cancel.bind(on_release=lambda *_a: finish(PickResult()))
+        popup.open()
+
+    def take_photo(self, callback: Callback) -> None:
+        Clock.schedule_once(lambda _dt: callback(PickResult(error="no camera on this computer")), 0)

@@ -1,0 +1,100 @@
+"""The app's settings: a small JSON file, validated on load and written atomically.
+
+Pure Python (no Kivy) so it is testable on its own and usable before the window exists.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+AUTO_RUNTIME = "auto"    # let the edge client choose; any other value names one of its runtimes
+
+
+class SettingsError(ValueError):
+    """A setting has a value the app cannot use; the message says which and why."""
+
+
+def check_server_url(url: str) -> str:
+    """Return the URL without surrounding blanks or a trailing slash; "" means "not set".
+
+    Raises:
+        SettingsError: not http(s), or no host.
+    """
+    url = url.strip().rstrip("/")
+    if not url:
+        return ""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise SettingsError(f"server address {url!r} must start with http:// or https:// and name a host")
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user can change in the Settings screen (plus the pinned public key)."""
+
+    server_url: str = ""
+    runtime: str = "auto"
+    language: str = "en"
+    training_enabled: bool = False
+    public_key: str = ""        # base64 Ed25519 key given at install; "" = the client's default
+
+    def validated(self) -> "Settings":
+        """A copy with normalised values.
+
+        Raises:
+            SettingsError: naming the bad field.
+        """
+        if not isinstance(self.runtime, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.runtime):
+            raise SettingsError(f"runtime {self.runtime!r} must be 'auto' or a runtime name such as 'litert'")
+        if not isinstance(self.training_enabled, bool):
+            raise SettingsError("training_enabled must be true or false")
+        if not isinstance(self.language, str) or not self.language:
+            raise SettingsError("language must be a language code such as 'en'")
+        return replace(self, server_url=check_server_url(self.server_url), public_key=self.public_key.strip())
+
+
+class SettingsStore:
+    """Loads and saves `Settings` at one path."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def load(self) -> Settings:
+        """The saved settings, or the defaults when none are saved yet.
+
+        Raises:
+            SettingsError: the file exists but is not valid settings JSON (the message names it).
+        """
+        if not self.path.exists():
+            return Settings()
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SettingsError(f"{self.path}: cannot read settings: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SettingsError(f"{self.path}: settings must be a JSON object")
+        known = {f.name for f in fields(Settings)}
+        try:
+            return Settings(**{k: v for k, v in data.items() if k in known}).validated()
+        except (SettingsError, TypeError, AttributeError) as exc:
+            raise SettingsError(f"{self.path}: {exc}") from exc
+
+    def save(self, settings: Settings) -> Settings:
+        """Validate and write atomically (temp file + os.replace); returns what was written."""
+        settings = settings.validated()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".settings-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(asdict(settings), f, indent=1, sort_keys=True)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return settings
