@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 40_000_000
+_HEAD_BYTES = 131072  # enough for a JPEG SOF after a large EXIF block
 # Modes with a single colour band (alpha aside): a grayscale fundus photo is refused, not guessed.
 _SINGLE_CHANNEL = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
@@ -115,16 +116,22 @@ def open_image(source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXE
     """
     label = name or ("<bytes>" if isinstance(source, (bytes, bytearray)) else str(source))
     try:
-        data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+        if isinstance(source, (bytes, bytearray)):
+            head, fp = bytes(source[:_HEAD_BYTES]), io.BytesIO(source)
+        else:
+            # Only the header is read here: checking a whole data set at load time stays cheap.
+            with open(source, "rb") as fh:
+                head = fh.read(_HEAD_BYTES)
+            fp = Path(source)
     except FileNotFoundError:
         raise ImageError(f"{label}: file not found") from None
     except OSError as exc:
         raise ImageError(f"{label}: cannot read file ({exc.strerror or exc})") from None
-    size = _header_size(data[:65536])
+    size = _header_size(head)
     if size is not None:
         _check_pixels(size, max_pixels, label)
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(fp)
     except Image.DecompressionBombError as exc:  # formats we do not sniff ourselves
         raise ImageError(f"{label}: image too large ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error):
