@@ -11,6 +11,7 @@ Thresholds come from the manifest's "quality" object; missing keys take DEFAULTS
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -36,6 +37,14 @@ class QualityReport:
         return {k: round(v, 4) for k, v in asdict(self).items()}
 
 
+@functools.lru_cache(maxsize=4)
+def _masks(s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Disc, corner and inner-disc masks of an s x s square (cached: the same every photo)."""
+    yy, xx = np.mgrid[0:s, 0:s]
+    r = np.hypot(yy - (s - 1) / 2, xx - (s - 1) / 2) / (s / 2)
+    return r <= 0.95, r >= 1.08, r <= 0.8
+
+
 def measure(rgb: np.ndarray, cfg: PreprocessConfig) -> QualityReport:
     """Args: rgb (H,W,3) uint8; cfg: the manifest's preprocessing. Returns: the measures."""
     square = crop_to_fundus(rgb, cfg.crop_threshold)
@@ -43,9 +52,7 @@ def measure(rgb: np.ndarray, cfg: PreprocessConfig) -> QualityReport:
     img = np.asarray(Image.fromarray(square).resize((s, s), Image.BILINEAR), dtype=np.float32)
     gray = img @ np.array([0.299, 0.587, 0.114], np.float32)
     bright = img.max(axis=2) > cfg.crop_threshold
-    yy, xx = np.mgrid[0:s, 0:s]
-    r = np.hypot(yy - (s - 1) / 2, xx - (s - 1) / 2) / (s / 2)
-    disc, corners, inner = r <= 0.95, r >= 1.08, r <= 0.8
+    disc, corners, inner = _masks(s)
     fundus = bright & disc
     brightness = float(gray[fundus].mean()) if fundus.any() else float(gray[disc].mean())
     lap = (gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:] - 4 * gray[1:-1, 1:-1])
