@@ -72,15 +72,16 @@ def main() -> int:
                 warm.append(time.perf_counter() - t)
             warm.sort()
             card = client.installed_model()
-            rows.append((runtime.name, card.artifact, cold * 1e3, statistics.median(warm) * 1e3,
+            size = client.store.load(card.version, check_hash=False).manifest["input_size"]
+            rows.append((runtime.name, f"{card.artifact} ({size} px)", cold * 1e3, statistics.median(warm) * 1e3,
                          warm[int(0.9 * (len(warm) - 1))] * 1e3))
     os.environ.pop("EDGE_RUNTIME", None)
     shutil.rmtree(work, ignore_errors=True)
-    print(f"\nedge diagnosis latency ({args.size} px input, 512 px photos, {args.runs} warm runs, "
+    print(f"\nedge diagnosis latency (512 px photos, {args.runs} warm runs, "
           f"{os.cpu_count()} CPUs; includes decode, quality gate, preprocessing, history write)")
-    print(f"{'runtime':<14} {'artifact':<26} {'cold ms':>9} {'warm p50 ms':>12} {'warm p90 ms':>12}")
+    print(f"{'runtime':<14} {'artifact (input)':<32} {'cold ms':>9} {'warm p50 ms':>12} {'warm p90 ms':>12}")
     for name, art, cold, p50, p90 in rows:
-        print(f"{name:<14} {art:<26} {cold:9.1f} {p50:12.1f} {p90:12.1f}")
+        print(f"{name:<14} {art:<32} {cold:9.1f} {p50:12.1f} {p90:12.1f}")
     return 0
 
 
