@@ -215,3 +215,25 @@ def test_load_arrays_cache_is_used_and_invalidated(tmp_path, monkeypatch):
     os.utime(path, ns=(1, 1))
     x3, _, _ = load_arrays(samples, CFG, cache_dir=cache)
     assert len(calls) == 6 and not np.array_equal(x1[0], x3[0])  # the changed file is re-read
+
+
+def test_augment_trains_only_and_is_seeded():
+    import torch
+
+    from trainer.data.augment import Augment
+
+    x = torch.from_numpy(np.stack([load_image_array(seed) for seed in range(4)]))
+    aug = Augment(CFG)
+    a = aug(x, torch.Generator().manual_seed(0))
+    b = aug(x, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+    black = (0 - torch.tensor(CFG.mean)) / torch.tensor(CFG.std)
+    assert torch.allclose(a[:, :, 0, 0], black.expand(4, 3), atol=0.2)  # the border stays (near) black
+    aug.eval()
+    assert aug(x) is x  # evaluation never sees augmented images
+
+
+def load_image_array(seed):
+    from edge_client.preprocess import preprocess_image
+
+    return preprocess_image(render_fundus(1, 32, np.random.default_rng(seed)), CFG)
