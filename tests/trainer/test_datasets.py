@@ -237,3 +237,11 @@ def load_image_array(seed):
     from edge_client.preprocess import preprocess_image
 
     return preprocess_image(render_fundus(1, 32, np.random.default_rng(seed)), CFG)
+
+
+def test_row_numbers_are_file_lines(tmp_path):
+    root = generate_dataset(tmp_path / "s", 2, size=32, seed=0)
+    ids = [line.split(",")[0] for line in (root / "train.csv").read_text().splitlines()[1:]]
+    (root / "train.csv").write_text(f"id_code,diagnosis\n{ids[0]},0\n\n{ids[1]},9\n")
+    with pytest.raises(DatasetError, match="train.csv row 4: grade 9 is outside 0-4"):
+        load_dataset(root)

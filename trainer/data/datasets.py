@@ -131,7 +131,7 @@ def _parse_grade(text: str) -> int | str:
 
 
 def _read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict]]:
-    """Rows of a CSV as (row number, dict); row 1 is the header. Raises DatasetError on wrong columns."""
+    """Rows of a CSV as (line number, dict); line 1 is the header. Raises DatasetError on wrong columns."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -141,7 +141,7 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict]]:
                 raise DatasetError([f"{path.name}: wrong columns {found}; expected {list(columns)} "
                                     f"(missing {missing})"])
             reader.fieldnames = found
-            return [(i, row) for i, row in enumerate(reader, start=2)]
+            return [(reader.line_num, row) for row in reader]  # file line numbers, blank lines counted
     except UnicodeDecodeError:
         raise DatasetError([f"{path}: not a UTF-8 text CSV file"]) from None
     except csv.Error as exc:
