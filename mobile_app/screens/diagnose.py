@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from kivy.app import App
+from kivy.clock import Clock
 from kivy.factory import Factory
 from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
 from kivy.uix.screenmanager import Screen
@@ -60,6 +61,14 @@ class DiagnoseScreen(Screen):
         self.grading = False
         self.outcome = outcome
         self._rerender()
+        Clock.schedule_once(self._show_answer, 0)
+
+    def _show_answer(self, _dt) -> None:
+        """Bring the answer into view on a phone (it sits below the preview). Only when the
+        content is taller than the view: ScrollView.scroll_to misplaces content that fits."""
+        scroll = self.ids.scroll
+        if scroll.children and scroll.children[0].height > scroll.height:
+            scroll.scroll_to(self.ids.result, animate=False)
 
     # ---- rendering --------------------------------------------------------------------------
     def _rerender(self, *_args) -> None:

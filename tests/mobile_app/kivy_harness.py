@@ -64,16 +64,33 @@ class Driver:
                 self.sx, self.sy = args
                 super().depack(args)
 
+        from kivy.uix.scrollview import ScrollView
+
         if widget.disabled:
             raise AssertionError(f"cannot tap disabled {type(widget).__name__} {getattr(widget, 'text', '')!r}")
+        parent = widget.parent
+        while parent is not None and not isinstance(parent, ScrollView) and parent is not self.window:
+            parent = parent.parent          # (the Window is its own parent)
+        parent = parent if isinstance(parent, ScrollView) else None
+        if parent is not None and not self._inside(widget, parent):   # scroll into view, as a person would
+            parent.scroll_to(widget, animate=False)
+            self.pump(2)
         x, y = widget.to_window(*widget.center)
         w, h = self.window.system_size
+        if not (0 <= x < w and 0 <= y < h):
+            raise AssertionError(f"{type(widget).__name__} {getattr(widget, 'text', '')!r} is off screen at {x:.0f},{y:.0f}")
         self._touch_id += 1
         touch = Touch("driver", self._touch_id, (x / w, y / h))
         self.loop.post_dispatch_input("begin", touch)
         self.pump(1)
         self.loop.post_dispatch_input("end", touch)
         self.pump(1)
+
+    @staticmethod
+    def _inside(widget, view) -> bool:
+        wx, wy = widget.to_window(widget.x, widget.y)
+        vx, vy = view.to_window(view.x, view.y)
+        return vy <= wy and wy + widget.height <= vy + view.height
 
     def screenshot(self, path) -> str:
         """Save the window as PNG at exactly `path`."""

@@ -11,6 +11,7 @@ records what the screens display; tests/mobile_app/test_app_ui.py asserts on the
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import sys
 import time
@@ -34,11 +35,13 @@ def parse() -> argparse.Namespace:
     p.add_argument("--corrupt", required=True)
     p.add_argument("--shots", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--deadline", type=float, default=240, help="dump stacks and exit after this many seconds")
     return p.parse_args()
 
 
 def main() -> int:
     args = parse()
+    faulthandler.dump_traceback_later(args.deadline, exit=True)   # a hang fails with a stack, not silence
     width, height = (int(v) for v in args.size.split("x"))
     headless(width, height)
     result: dict = {"size": [width, height], "steps": [], "violations": {}, "shots": {}}
@@ -192,8 +195,13 @@ def run(args, result: dict, hub, width: int, height: int) -> None:
     d.tap(settings.ids.language)                      # opens the drop-down
     d.pump(2)
     options = settings.ids.language._dropdown.container.children
+    result["language_options"] = [o.text for o in options]
     d.tap(next(o for o in options if o.text == "Français"))
+    result["language_chosen"] = settings.ids.language.text
+    dropdown = settings.ids.language._dropdown   # closes after min_state_time, like for a person
+    d.wait(lambda: dropdown.parent is None, "the language list to close", timeout=5)
     d.tap(settings.ids.save_button)
+    result["language_status"] = settings.status
     result["lang"] = app.lang
     result["nav_fr"] = [b.text for b in reversed(root.ids.nav.children)]
     diag = nav("diagnose")
