@@ -26,9 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Kivy reads its own options from sys.argv unless told not to; ours are parsed above.
     os.environ.setdefault("KIVY_NO_ARGS", "1")
-    from kivy.config import Config   # the window size must be set before the window exists
-    Config.set("graphics", "width", str(args.width))
-    Config.set("graphics", "height", str(args.height))
+    if "ANDROID_ARGUMENT" not in os.environ and sys.platform != "ios":   # phones: full screen
+        from kivy.config import Config   # the window size must be set before the window exists
+        Config.set("graphics", "width", str(args.width))
+        Config.set("graphics", "height", str(args.height))
     from .app import DopamineApp
     DopamineApp(home=args.home).run()
     return 0

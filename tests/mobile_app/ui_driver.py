@@ -86,6 +86,7 @@ def run(args, result: dict, hub, width: int, height: int) -> None:
     d = Driver()
     d.pump(3)
     result["window"] = list(Window.size)
+    result["nav_initial"] = [b.screen for b in reversed(root.ids.nav.children)]
     step = result["steps"].append
 
     def check_sizes(name: str) -> None:

@@ -1,0 +1,178 @@
+"""The real app, headless, against a real hub on loopback with a real exported model.
+
+Pipeline: a checkpoint from `trainer.model.build_model()` -> `python -m export all` (ONNX +
+TFLite int8, signed) -> `python -m hub init/publish`; photos from `python -m trainer synth`.
+Each window size runs in its own process (`ui_driver.py`; the window is never resized). The
+driver touches buttons and pumps frames; this test asserts on what the screens showed, and
+re-grades the same photo with its own EdgeClient to check the grade is the model's, not the UI's.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures_bundle import ROOT, run_cli
+from PIL import Image
+
+from mobile_app.i18n import translate
+from mobile_app.percent import largest_remainder_percentages
+
+pytestmark = pytest.mark.timeout(900)
+SIZES = ["360x640", "800x1280"]
+SCREENS = ["home", "diagnose", "history", "train", "settings"]
+SHOTS_DIR = ROOT / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """A hub folder holding one real, signed export, plus the photos the driver will pick."""
+    import torch
+
+    from edge_client.preprocess import PreprocessConfig
+    from trainer.checkpoint import save_checkpoint
+    from trainer.model import build_model
+
+    work = tmp_path_factory.mktemp("app_ui")
+    torch.manual_seed(0)
+    save_checkpoint(work / "model.pt", build_model(), preprocess=PreprocessConfig(image_size=64).to_dict(),
+                    mode="dopamine", privacy={"epsilon": 7.5, "delta": 1e-5, "accountant": "rdp",
+                                              "privacy_model": "patient-level", "noise_multiplier": 1.0,
+                                              "sample_rate": 0.1, "steps": 10, "clipping_norm": 2.0})
+    for args in (("export", "keygen", "--out", work / "keys"),
+                 ("export", "all", "--checkpoint", work / "model.pt", "--out", work / "dist", "--formats",
+                  "onnx,tflite", "--key", work / "keys" / "private.key", "--calibration-images", "8",
+                  "--latency-runs", "2"),
+                 ("hub", "init", "--root", work / "hub", "--publisher-key", work / "keys" / "public.key"),
+                 ("hub", "publish", work / "dist", "--root", work / "hub"),
+                 ("trainer", "synth", "--out", work / "synth", "--n", "4", "--size", "128", "--seed", "3")):
+        r = run_cli(*args, timeout=600)
+        assert r.returncode == 0, f"{args[:2]} failed: {r.stderr[-2000:]}"
+    photos = sorted((work / "synth" / "train_images").glob("*.png"))[:2]
+    Image.fromarray(np.full((128, 128, 3), 3, np.uint8)).save(work / "dark.png")      # quality gate: too dark
+    (work / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 8)  # unreadable
+    return {"hub": work / "hub", "key": work / "keys" / "public.key", "photos": photos,
+            "dark": work / "dark.png", "corrupt": work / "corrupt.png"}
+
+
+def run_driver(size: str, published: dict, tmp_path: Path) -> dict:
+    out, shots, home = tmp_path / "result.json", tmp_path / "shots", tmp_path / "phone"
+    cmd = [sys.executable, str(ROOT / "tests" / "mobile_app" / "ui_driver.py"), "--size", size,
+           "--home", str(home), "--hub-root", str(published["hub"]), "--public-key", str(published["key"]),
+           "--unusable", str(published["dark"]), "--corrupt", str(published["corrupt"]),
+           "--shots", str(shots), "--out", str(out), "--deadline", "280"]
+    for p in published["photos"]:
+        cmd += ["--photo", str(p)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("EDGE_HOME", None)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.exists(), f"driver wrote no result (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
+    result = json.loads(out.read_text())
+    assert result["ok"], result.get("error", "") + proc.stderr[-3000:]
+    result["home_dir"] = home
+    return result
+
+
+def not_blank(path: str, size: list[int]) -> None:
+    img = np.asarray(Image.open(path).convert("RGB"))
+    assert img.shape[1::-1] == tuple(size), f"{path}: {img.shape} is not the window size {size}"
+    assert img.std() > 10, f"{path}: almost uniform (std {img.std():.1f})"
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 50, f"{path}: too few colours to hold text"
+
+
+def check_result(shown: dict, grade: int, probabilities: list[float], lang: str = "en") -> None:
+    """A graded result as displayed: grade name, bars, percentages, advice, disclaimer."""
+    assert shown["status"] == "ok"
+    texts = shown["texts"]
+    assert texts["grade"] == translate("diagnose.result", lang, grade=translate(f"grade.{grade}", lang))
+    assert abs(sum(probabilities) - 1) < 1e-6
+    pct = [b["percent"] for b in shown["bars"]]
+    assert sum(pct) == 100 and pct == largest_remainder_percentages(probabilities)
+    assert [b["shown"] for b in shown["bars"]] == [f"{p}%" for p in pct]
+    assert np.allclose([b["value"] for b in shown["bars"]], probabilities)
+    assert [b["label"] for b in shown["bars"]] == [translate(f"grade.{i}", lang) for i in range(5)]
+    assert texts["disclaimer"] == translate("diagnose.disclaimer", lang)
+    assert texts["advice"] in (translate("advice.refer", lang), translate("advice.no_refer", lang))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_screening_session(size, published, tmp_path):
+    from edge_client.api import EdgeClient
+
+    r = run_driver(size, published, tmp_path)
+    assert r["window"] == [int(v) for v in size.split("x")]
+
+    # Settings: a bad address is refused in words; the good one is saved. Train hidden until enabled.
+    assert r["bad_url_status"] == translate("settings.bad_url")
+    assert r["settings_status"] == translate("settings.saved")
+    assert "train" not in r["nav_initial"] and "train" in r["nav_with_training"]
+    assert r["train_text"] == translate("train.not_yet")
+
+    # Home: online, no model, then the synced model's card with ε and δ
+    assert r["home_before"]["model"] == translate("home.no_model") and r["home_before"]["online"] == "Online"
+    after = r["home_after"]
+    assert after["status"] == translate("home.updated", version=1)
+    assert "Version 1" in after["model"] and "litert" in after["model"]
+    assert after["privacy"] == "Privacy: ε = 7.50, δ = 1e-5 (rdp)"
+    assert after["server"] == f"Server: {r['hub_url']}"
+
+    # Diagnose: grading ran in the background while frames kept being drawn
+    assert r["grading_after_press"] is True and r["status_while_grading"] == translate("diagnose.grading")
+    assert r["frames_while_grading"] >= 1
+    shown = r["diagnosis"]
+    check_result(shown, shown["model"]["grade"], shown["model"]["probabilities"])
+    # ... and it is the model's answer: grade the same photo independently
+    again = EdgeClient(r["home_dir"]).diagnose(published["photos"][0])
+    assert again.grade == shown["model"]["grade"]
+    assert np.allclose(again.probabilities, shown["model"]["probabilities"], atol=1e-6)
+
+    # Unusable and unreadable photos: the reason and a hint, no grade
+    assert r["unusable"]["status"] == "unusable" and "bars" not in r["unusable"]
+    assert r["unusable"]["texts"]["error"] == translate("diagnose.unusable", reason=translate("quality.too_dark"))
+    assert r["unusable"]["texts"]["hint"] == translate("diagnose.hint", hint=translate("hint.too_dark"))
+    assert r["corrupt"]["status"] == "unreadable" and "bars" not in r["corrupt"]
+    assert r["corrupt"]["texts"]["error"].startswith("The photo could not be read:")
+    assert "corrupt.png" in r["corrupt"]["texts"]["error"]
+
+    # Offline: the hub is stopped, the badge says so, grading still works
+    assert r["offline_home"] == translate("home.offline")
+    off = r["offline_diagnosis"]
+    check_result(off, off["model"]["grade"], off["model"]["probabilities"])
+
+    # History: newest first, delete removes the newest, export writes the rest
+    times = [h["time"] for h in r["history"]]
+    assert len(r["history"]) == 2 and times == sorted(times, reverse=True)
+    assert r["history_after_delete"] == [r["history"][1]["id"]]
+    path = Path(r["export_status"].removeprefix("Saved to "))
+    with path.open(newline="") as f:
+        assert len(list(csv.DictReader(f))) == 1
+
+    # French: the same result in French, navigation translated
+    assert r["lang"] == "fr" and r["nav_fr"][0] == "Accueil"
+    check_result(r["diagnosis_fr"], off["model"]["grade"], off["model"]["probabilities"], lang="fr")
+
+    # 48 dp touch targets, 16 sp text, nothing wider than the window, on every screen visited
+    assert {k: v for k, v in r["violations"].items() if v} == {}
+    assert {"home", "diagnose", "history", "train", "settings", "diagnose_fr"} <= set(r["violations"])
+
+    # Screenshots of every screen, not blank, at the window's size
+    assert sorted(r["shots"]) == sorted(SCREENS)
+    for name, shot in r["shots"].items():
+        not_blank(shot, r["window"])
+        if os.environ.get("DOPAMINE_UPDATE_SCREENSHOTS") == "1":
+            SHOTS_DIR.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shot, SHOTS_DIR / f"{name}_{size}.png")
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("screen", SCREENS)
+def test_committed_screenshots_are_not_blank(screen, size):
+    path = SHOTS_DIR / f"{screen}_{size}.png"
+    assert path.exists(), f"{path} missing: run DOPAMINE_UPDATE_SCREENSHOTS=1 pytest tests/mobile_app"
+    not_blank(str(path), [int(v) for v in size.split("x")])
