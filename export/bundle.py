@@ -120,7 +120,7 @@ def _build_artifacts(fmt: str, module, size: int, build: Path, calib: np.ndarray
             "epsilon": privacy["epsilon"], "delta": privacy["delta"], "accountant": privacy["accountant"],
             "privacy_model": privacy["privacy_model"], "training_mode": ckpt["mode"],
             "preprocess": json.dumps(ckpt["preprocess"])}
-    package = coreml_export.export_int8(module, size, build / "model_int8.mlpackage", metadata=meta,
+    package = coreml_export.export_mlpackage(module, size, build / "model_int8.mlpackage", metadata=meta,
                                         class_names=list(ckpt["class_names"]))
     zipped = coreml_export.zip_package(package, build / "model_int8.mlpackage.zip")
     info = coreml_export.describe(package)

@@ -35,9 +35,9 @@ def _quiet():
         logging.getLogger().setLevel(level)
 
 
-def export_int8(module: torch.nn.Module, image_size: int, path: Path, *, metadata: dict,
-                class_names: list[str]) -> Path:
-    """Convert to an ML Program with int8 (per-channel, symmetric) weights and save ``path``.
+def export_mlpackage(module: torch.nn.Module, image_size: int, path: Path, *, metadata: dict,
+                     class_names: list[str], int8: bool = True) -> Path:
+    """Convert to an ML Program, with int8 (per-channel, symmetric) weights, and save ``path``.
 
     Args:
         module: the two-output export view, in eval mode.
@@ -61,10 +61,10 @@ def export_int8(module: torch.nn.Module, image_size: int, path: Path, *, metadat
                              outputs=[ct.TensorType(name=n) for n in OUTPUT_NAMES], convert_to="mlprogram",
                              minimum_deployment_target=ct.target.iOS16,
                              compute_precision=ct.precision.FLOAT32)
-        # weight_threshold=0: quantize every conv weight, even the small first layer.
-        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
-            mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0))
-        mlmodel = cto.linear_quantize_weights(mlmodel, config=config)
+        if int8:  # weight_threshold=0: quantize every conv weight, even the small first layer
+            config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
+                mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0))
+            mlmodel = cto.linear_quantize_weights(mlmodel, config=config)
     mlmodel.author = str(metadata.get("author", ""))
     mlmodel.license = str(metadata.get("license", ""))
     mlmodel.short_description = str(metadata.get("description", ""))

@@ -1,0 +1,116 @@
+"""The bundle as a whole: report, manifest fields, signature, key hygiene."""
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from export import ExportError, cli, signing
+from export.manifest import sha256_file
+
+pytestmark = pytest.mark.timeout(600)
+ARTIFACTS = {"model_fp32.onnx", "model_int8.onnx", "model_int8.tflite", "model_fp32.tflite",
+             "model_int8.mlpackage.zip"}
+
+
+@pytest.fixture(scope="module")
+def manifest(bundle):
+    return json.loads((bundle / "manifest.json").read_bytes())
+
+
+def test_bundle_holds_every_file_and_no_leftovers(bundle):
+    names = {p.name for p in bundle.iterdir()}
+    assert names == ARTIFACTS | {"model_int8.mlpackage", "manifest.json", "manifest.sig", "report.json", "report.md"}
+    assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".")]  # no temporary build folder
+
+
+def test_manifest_fields_are_complete(manifest, trained_checkpoint):
+    import torch
+
+    ckpt = torch.load(trained_checkpoint, weights_only=True)
+    assert manifest["schema_version"] == 1 and manifest["model_version"] == 3
+    assert manifest["arch"] == "squeezenet1_1-dr" and manifest["class_names"] == ckpt["class_names"]
+    assert manifest["input_size"] == 48 and manifest["preprocess"] == ckpt["preprocess"]
+    assert manifest["quality"] == {"min_fundus_fraction": 0.25, "min_brightness": 20.0, "max_brightness": 235.0,
+                                   "min_sharpness": 5.0}
+    assert manifest["referral"] == {"refer_at_grade": 2, "min_confidence": 0.6}
+    assert manifest["training"] == {"mode": "dopamine", "rounds": 27, "hospitals": 3}
+    assert manifest["privacy"] == {k: ckpt["privacy"][k] for k in ("epsilon", "delta", "accountant", "privacy_model")}
+    assert manifest["metrics"] == ckpt["metrics"]
+    assert manifest["created"].endswith("Z")
+
+
+def test_manifest_artifacts_match_the_files(manifest, bundle):
+    assert {a["name"] for a in manifest["artifacts"]} == ARTIFACTS
+    for art in manifest["artifacts"]:
+        path = bundle / art["name"]
+        assert art["size"] == path.stat().st_size and art["sha256"] == sha256_file(path)
+        assert art["runtime"] in {"onnxruntime", "litert", "coreml"} and art["precision"] in {"fp32", "int8"}
+        assert art["inputs"][0]["layout"] == "NCHW" and art["inputs"][0]["shape"] == [1, 3, 48, 48]
+        assert [o["name"] for o in art["outputs"]] == ["logits", "features"]
+        assert [o["shape"] for o in art["outputs"]] == [[1, 5], [1, 512]]
+        for tensor in art["inputs"] + art["outputs"]:
+            quantized = tensor["dtype"] in {"int8", "uint8"}
+            assert quantized == ("scale" in tensor) == ("zero_point" in tensor), (art["name"], tensor)
+
+
+def test_edge_client_accepts_the_manifest(bundle, keys):
+    from edge_client.manifest import read_public_key, verify_manifest
+
+    manifest = verify_manifest((bundle / "manifest.json").read_bytes(), (bundle / "manifest.sig").read_bytes(),
+                               read_public_key(keys[1]))
+    assert manifest["model_version"] == 3
+
+
+def test_signature_verifies_and_fails_after_one_changed_byte(bundle, keys):
+    data, sig = (bundle / "manifest.json").read_bytes(), (bundle / "manifest.sig").read_bytes()
+    assert len(base64.b64decode(sig.strip())) == 64 and sig.endswith(b"\n") and sig.count(b"\n") == 1
+    signing.verify_manifest(data, sig, keys[1])
+    tampered = bytearray(data)
+    tampered[len(tampered) // 2] ^= 0x01
+    with pytest.raises(signing.SignatureError):
+        signing.verify_manifest(bytes(tampered), sig, keys[1])
+    other = signing.generate_keypair(bundle.parent / "other-keys")[1]
+    with pytest.raises(signing.SignatureError):
+        signing.verify_manifest(data, sig, other)
+
+
+def test_verify_command(bundle, keys, capsys):
+    assert cli.main(["verify", str(bundle), "--key", str(keys[1])]) == 0
+    assert "ok:" in capsys.readouterr().out
+
+
+def test_private_key_never_enters_dist(bundle, keys):
+    secret = keys[0].read_bytes().strip()
+    raw = base64.b64decode(secret)
+    for path in bundle.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert secret not in content and raw not in content, path
+    assert not list(bundle.rglob("*.key"))
+
+
+def test_keygen_writes_phone_readable_keys(tmp_path):
+    assert cli.main(["keygen", "--out", str(tmp_path / "k")]) == 0
+    private, public = tmp_path / "k" / "private.key", tmp_path / "k" / "public.key"
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert len(base64.b64decode(public.read_text().strip())) == 32
+    assert len(private.read_text().splitlines()) == 1
+    with pytest.raises(ExportError, match="already exists"):
+        signing.generate_keypair(tmp_path / "k")
+
+
+def test_report_is_complete(bundle):
+    report = json.loads((bundle / "report.json").read_text())
+    assert report["test_images"]["count"] == 200 and report["torch"]["accuracy"] is not None
+    rows = {r["artifact"]: r for r in report["artifacts"]}
+    assert set(rows) == ARTIFACTS
+    for name, row in rows.items():
+        for key in ("top1_agreement", "max_abs_dlogit", "accuracy", "kappa", "size", "runtime", "precision"):
+            assert row[key] is not None, (name, key)
+        assert (row["latency_ms"] is None) == (row["runtime"] == "coreml")
+    assert rows["model_int8.mlpackage.zip"]["size"] == sum(
+        p.stat().st_size for p in (bundle / "model_int8.mlpackage").rglob("*") if p.is_file())
+    markdown = (bundle / "report.md").read_text()
+    assert all(name in markdown for name in ARTIFACTS) and "macOS" in markdown
