@@ -1,0 +1,138 @@
+"""A hospital node's own guards: its persisted accountant and the rounds it refuses.
+
+Whatever the server asks, a hospital
+  * refuses a seed unless its operator started it in test mode (deployment noise is OS CSPRNG);
+  * refuses a round with fewer than K_min participants (a server could otherwise isolate it);
+  * refuses a round that would take its accountant past its budget;
+  * keeps that accountant in its state directory (atomic writes), so a restart never resets ε.
+A round is counted when the node computes its noised share, before it leaves the node: once sent,
+the node cannot know whether the server used it (see docs/OPERATORS.md, "Dropouts").
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from trainer.privacy import PrivacyLedger
+
+LEDGER_FILE = "privacy_ledger.json"
+GENERATOR_FILE = "test_generator.pt"
+LEDGER_FORMAT = "dopamine-hospital-ledger"
+
+
+class NodeRefusal(RuntimeError):
+    """A hospital refuses this round; the message (one line) says why."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so a crash leaves the old or the new content, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_seed(seed: int | None, *, test_mode: bool) -> None:
+    """A seed makes the noise predictable: only an explicitly started test node accepts one.
+
+    Raises:
+        NodeRefusal: a seed in deployment.
+    """
+    if seed is not None and not test_mode:
+        raise NodeRefusal(f"run config asks for seed {seed}, but this hospital node is not in test mode: "
+                          "deployment noise and sampling come from the OS CSPRNG only")
+
+
+def check_participants(participants: int, *, min_participants: int) -> None:
+    """Raises NodeRefusal if fewer than K_min hospitals take part in the round."""
+    if participants < min_participants:
+        raise NodeRefusal(f"round has {participants} participants, below this hospital's minimum "
+                          f"K_min={min_participants}: refusing so the server cannot isolate it")
+
+
+class HospitalState:
+    """One hospital's persistent state: its privacy ledger (and, in test mode, its generator).
+
+    Args:
+        state_dir: the node's own directory (node config `state-dir`).
+        delta: δ for the accountant (the run's δ minus δ_clip).
+        accountant: "rdp" or "prv".
+        target_epsilon: this hospital's budget; None means no budget (test runs only).
+    Raises:
+        NodeRefusal: if the saved ledger was kept with another δ or accountant (ε would not compose).
+    """
+
+    def __init__(self, state_dir: str | Path, *, delta: float, accountant: str,
+                 target_epsilon: float | None) -> None:
+        self.dir = Path(state_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / LEDGER_FILE
+        if path.is_file():
+            saved = self._read(path)
+            if (saved["delta"], saved["accountant"]) != (delta, accountant):
+                raise NodeRefusal(f"{path}: ledger kept at delta={saved['delta']} ({saved['accountant']}), run asks "
+                                  f"delta={delta} ({accountant}); use a new state-dir only for a new data set")
+            saved["target_epsilon"] = target_epsilon
+            self.ledger = PrivacyLedger.from_state_dict(saved)
+        else:
+            self.ledger = PrivacyLedger(delta=delta, accountant=accountant, target_epsilon=target_epsilon)
+
+    @staticmethod
+    def _read(path: Path) -> dict:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("format") != LEDGER_FORMAT:
+                raise ValueError("not a hospital ledger")
+            return data["ledger"]
+        except (ValueError, KeyError, OSError) as exc:
+            raise NodeRefusal(f"{path}: unreadable privacy ledger ({exc}); refusing to train "
+                              "rather than restart epsilon from zero") from None
+
+    def check_budget(self, *, noise_multiplier: float, sample_rate: float, steps: int = 1) -> None:
+        """Raises NodeRefusal if `steps` more steps would exceed this hospital's budget."""
+        if noise_multiplier <= 0:
+            if self.ledger.target_epsilon is not None:
+                raise NodeRefusal("run asks for noise_multiplier 0 (no privacy) but this hospital has a budget")
+            return
+        after = self.ledger.epsilon_after(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
+        if after > (self.ledger.target_epsilon or math.inf):
+            raise NodeRefusal(f"privacy budget: this round would take epsilon to {after:.3f} > "
+                              f"{self.ledger.target_epsilon} (delta={self.ledger.delta}); refusing")
+
+    def record(self, *, noise_multiplier: float, sample_rate: float) -> None:
+        """Count one release of the sampled Gaussian mechanism and persist it before the share leaves."""
+        if noise_multiplier > 0:
+            self.ledger.step(noise_multiplier=noise_multiplier, sample_rate=sample_rate)
+        self.save()
+
+    def save(self) -> None:
+        data = {"format": LEDGER_FORMAT, "ledger": self.ledger.state_dict()}
+        atomic_write_bytes(self.dir / LEDGER_FILE, json.dumps(data, indent=1).encode())
+
+    def epsilon(self) -> float:
+        return self.ledger.epsilon()
+
+    # -- test mode only: the seeded generator survives between ClientApp processes -----------------
+    def load_generator(self, generator: torch.Generator) -> torch.Generator:
+        path = self.dir / GENERATOR_FILE
+        if path.is_file():
+            generator.set_state(torch.load(path, weights_only=True))
+        return generator
+
+    def save_generator(self, generator: torch.Generator) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{GENERATOR_FILE}.", dir=self.dir)
+        os.close(fd)
+        torch.save(generator.get_state(), tmp)
+        os.replace(tmp, self.dir / GENERATOR_FILE)

@@ -1,0 +1,91 @@
+"""What the server writes in `out-dir`: results.json (per-round participants, ε, held-out
+metrics, stop reason), model.pt (the final weights as a trainer checkpoint) and, in test mode
+only, trace.npz (w_0 and each round's aggregate S, for the parity test)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.utils import vector_to_parameters
+
+from edge_client.preprocess import PreprocessConfig
+from federation.config import RunConfig
+from federation.node_state import atomic_write_bytes
+
+
+def server_evaluator(run: RunConfig, model: torch.nn.Module):
+    """A callable(flat weights) -> metrics on the server's held-out set, or None without one."""
+    if not run.eval_data:
+        return None
+    from federation.task import load_hospital
+    from trainer.metrics import evaluate
+    data = load_hospital(run.eval_data, image_size=run.image_size)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    @torch.no_grad()
+    def evaluate_weights(weights: torch.Tensor) -> dict:
+        vector_to_parameters(weights, params)
+        model.eval()
+        logits = torch.cat([model(data.images[i:i + 256]) for i in range(0, len(data.labels), 256)])
+        loss = torch.nn.functional.cross_entropy(logits, data.labels).item()
+        metrics = evaluate(data.labels.numpy(), torch.softmax(logits.double(), 1).numpy())
+        return {"loss": loss, "accuracy": float(metrics["accuracy"]), "kappa": float(metrics["kappa"])}
+
+    return evaluate_weights
+
+
+class ResultsWriter:
+    def __init__(self, run: RunConfig) -> None:
+        self.run = run
+        self.out = Path(run.out_dir) if run.out_dir else None
+        self.started = time.time()
+
+    def _payload(self, strategy, status: str, reason: str) -> dict:
+        run = self.run
+        payload = {"status": status, "reason": reason, "mode": run.mode, "config": dict(run.__dict__),
+                   "seconds": round(time.time() - self.started, 3)}
+        if strategy is not None:
+            payload.update({"rounds": strategy.rounds, "noise_multiplier": strategy.noise_multiplier,
+                            "prescale": strategy.prescale.to_dict() if strategy.prescale else None,
+                            "privacy": {**strategy.privacy(), "delta": run.delta,
+                                        "accountant_delta": strategy.ledger.delta,
+                                        "accountant": run.accountant,
+                                        "history": [list(h) for h in strategy.ledger.history]}})
+        return payload
+
+    def _write(self, payload: dict) -> None:
+        if self.out is None:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.out / "results.json", json.dumps(payload, indent=1, default=str).encode())
+
+    def start(self, strategy) -> None:
+        self._write(self._payload(strategy, "running", ""))
+
+    def finish(self, strategy, model, *, status: str, reason: str) -> None:
+        self._write(self._payload(strategy, status, reason))
+        if self.out is None or strategy is None:
+            return
+        if strategy.aggregates:
+            np.savez(self.out / "trace.npz", w0=strategy.initial_weights.numpy(),
+                     aggregates=np.stack(strategy.aggregates))
+        vector_to_parameters(strategy.weights, [p for p in model.parameters() if p.requires_grad])
+        from trainer.checkpoint import save_checkpoint
+        from trainer.runner import privacy_model_text
+        privacy = strategy.privacy()
+        save_checkpoint(self.out / "model.pt", model, mode=self.run.mode,
+                        preprocess=PreprocessConfig(image_size=self.run.image_size).to_dict(),
+                        privacy={"epsilon": privacy.get("epsilon"), "delta": self.run.delta,
+                                 "accountant": self.run.accountant if privacy else None,
+                                 "privacy_model": privacy_model_text(self.run.train_config()),
+                                 "noise_multiplier": strategy.noise_multiplier or None,
+                                 "sample_rate": self.run.sample_rate, "steps": privacy.get("steps", 0),
+                                 "clipping_norm": self.run.clipping_norm},
+                        config=dict(self.run.__dict__), round_kept=len(strategy.rounds))
+
+    def fail(self, exc: BaseException) -> None:
+        self._write({"status": "failed", "reason": f"{type(exc).__name__}: {exc}".splitlines()[0],
+                     "config": dict(self.run.__dict__)})

@@ -1,0 +1,149 @@
+"""The server's side of a round as a Flower (legacy) Strategy: hand out w_t, turn the SecAgg+
+mean back into the sum S, call the trainer's `server_step`, keep the server's accountant, and
+evaluate on the server's own held-out set. Nothing here sees a single hospital's vector.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+from flwr.common import FitIns, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.server.strategy import Strategy
+
+from federation.config import RunConfig
+from federation.secagg import MAX_WEIGHT, PreScale
+from trainer.dp.mechanism import server_step
+from trainer.privacy import PrivacyLedger, round_up
+
+log = logging.getLogger("dopamine.federation")
+
+
+class FederationStop(RuntimeError):
+    """The run stops before its last round; the message is the reason recorded in results.json."""
+
+
+class DopamineStrategy(Strategy):
+    """Server step for `dopamine` (momentum SGD on S / (q·ΣN_k)) and weight averaging for
+    `fedavg` / `fl-parallel-dp`, over whatever SecAgg+ unmasked.
+
+    Args:
+        run: the run config.
+        weights: initial flat weights w_0.
+        noise_multiplier: σ (dopamine), public.
+        prescale: the public SecAgg+ scale (dopamine).
+        evaluate_fn: optional callable(flat weights) -> metrics dict on the server's held-out set.
+        record_aggregates: keep every round's S (test mode: the parity test compares them).
+    """
+
+    def __init__(self, run: RunConfig, *, weights: torch.Tensor, noise_multiplier: float,
+                 prescale: PreScale | None, evaluate_fn=None, record_aggregates: bool = False,
+                 accountant_delta: float | None = None) -> None:
+        self.run = run
+        self.weights = weights.clone()
+        self.initial_weights = weights.clone()
+        self.momentum = torch.zeros_like(weights)
+        self.noise_multiplier = noise_multiplier
+        self.prescale = prescale
+        self.evaluate_fn = evaluate_fn
+        self.record_aggregates = record_aggregates
+        self.aggregates: list[np.ndarray] = []
+        self.rounds: list[dict] = []
+        self.ledger = PrivacyLedger(delta=accountant_delta or run.delta, accountant=run.accountant)
+        self.expected_batch = run.sample_rate * run.total_patients
+        self._round_started = 0.0
+
+    # -- parameters -------------------------------------------------------------------------
+    def _parameters(self) -> Parameters:
+        return ndarrays_to_parameters([self.weights.numpy().astype(np.float32)])
+
+    def initialize_parameters(self, client_manager) -> Parameters:
+        return self._parameters()
+
+    # -- fit ----------------------------------------------------------------------------------
+    def configure_fit(self, server_round: int, parameters: Parameters, client_manager):
+        run = self.run
+        self.check_round_done(server_round - 1)
+        client_manager.wait_for(run.hospitals, timeout=int(run.node_wait))
+        available = list(client_manager.all().values())
+        if len(available) < run.k_min:
+            raise FederationStop(f"round {server_round}: {len(available)} hospitals connected, below "
+                                 f"K_min={run.k_min} (waited {run.node_wait:.0f} s)")
+        if run.mode == "dopamine" and self.noise_multiplier > 0:
+            # Counted when the round starts: a hospital may noise and send before a dropout aborts it.
+            if run.target_epsilon and self.ledger.epsilon_after(
+                    noise_multiplier=self.noise_multiplier, sample_rate=run.sample_rate) > run.target_epsilon:
+                raise FederationStop(f"stopped before round {server_round}: it would exceed target epsilon "
+                                     f"{run.target_epsilon}")
+            self.ledger.step(noise_multiplier=self.noise_multiplier, sample_rate=run.sample_rate)
+        self._round_started = time.perf_counter()
+        config = {"server-round": server_round, "model-version": run.model_version}
+        fit_ins = FitIns(self._parameters(), config)
+        return [(proxy, fit_ins) for proxy in available[: run.hospitals]]
+
+    def aggregate_fit(self, server_round: int, results, failures):
+        run = self.run
+        reasons = sorted({_reason(f) for f in failures})
+        n = len(results)
+        if n < run.k_min:
+            raise FederationStop(f"round {server_round}: only {n} hospitals' shares survived, below "
+                                 f"K_min={run.k_min}; round aborted (failures: {'; '.join(reasons) or 'none'})")
+        mean = parameters_to_ndarrays(results[0][1].parameters)[0].astype(np.float64)
+        if run.mode == "dopamine":
+            aggregate = torch.from_numpy(mean * n * self.prescale.scale).to(self.weights.dtype)
+            if self.record_aggregates:
+                self.aggregates.append(aggregate.numpy().copy())
+            self.weights, self.momentum = server_step(
+                self.weights, self.momentum, aggregate, expected_batch_size=self.expected_batch,
+                learning_rate=run.learning_rate, momentum=run.momentum, weight_decay=run.weight_decay)
+        else:
+            self.weights = torch.from_numpy(mean * run.weight_scale).to(self.weights.dtype)
+        self.rounds.append({"round": server_round, "participants": n, "failures": reasons,
+                            "seconds": round(time.perf_counter() - self._round_started, 3),
+                            **self.privacy()})
+        log.info("round %d: %d hospitals aggregated, %d failures %s", server_round, n, len(failures), reasons)
+        return self._parameters(), {}
+
+    def check_round_done(self, server_round: int) -> None:
+        """SecAgg+ halts a round silently (too few shares to unmask): stop the run, saying so."""
+        if server_round >= 1 and not any(r["round"] == server_round for r in self.rounds):
+            raise FederationStop(f"round {server_round} aborted by SecAgg+: fewer than K_min={self.run.k_min} "
+                                 "hospitals completed the protocol (dead, refused or timed out)")
+
+    # -- evaluation: only at the server, on its own held-out set ------------------------------
+    def configure_evaluate(self, server_round, parameters, client_manager):
+        return []   # no plaintext per-hospital metrics
+
+    def aggregate_evaluate(self, server_round, results, failures):
+        return None, {}
+
+    def evaluate(self, server_round: int, parameters: Parameters):
+        if self.evaluate_fn is None:
+            return None
+        metrics = self.evaluate_fn(self.weights)
+        if self.rounds and self.rounds[-1]["round"] == server_round:
+            self.rounds[-1]["eval"] = metrics
+        return float(metrics.get("loss", 0.0)), {k: v for k, v in metrics.items() if isinstance(v, float)}
+
+    # -- privacy ------------------------------------------------------------------------------
+    def privacy(self) -> dict:
+        if self.run.mode != "dopamine":
+            return {}
+        if self.noise_multiplier == 0:
+            return {"epsilon": math.inf, "steps": self.ledger.steps}
+        return {"epsilon": round_up(self.ledger.epsilon()), "steps": self.ledger.steps}
+
+
+def _reason(failure) -> str:
+    if isinstance(failure, BaseException):
+        text = str(failure.args[0] if failure.args else failure)
+    else:
+        text = str(failure)
+    if "reason" in text:  # flwr Error repr: keep its reason only
+        text = text.split("reason", 1)[1].strip(" :=\"'")
+    return text.splitlines()[0][:300] if text else type(failure).__name__
+
+
+__all__ = ["DopamineStrategy", "FederationStop", "MAX_WEIGHT"]
