@@ -11,7 +11,9 @@ from typing import Callable
 
 import numpy as np
 
+from edge_client.budget import Budget, BudgetStatus, photo_set_id
 from edge_client.errors import CorruptModelError, EdgeError, ModelNotInstalled
+from edge_client.head_training import head_logits
 from edge_client.history import History, HistoryEntry
 from edge_client.manifest import read_public_key
 from edge_client.paths import resolve_home
@@ -20,6 +22,9 @@ from edge_client.quality import check_quality
 from edge_client.runtimes import runtime_for
 from edge_client.store import Installed, ModelStore, atomic_write
 from edge_client.sync import SyncResult, sync as _sync
+from edge_client.training import (PersonalHead, RoundResult, RoundSettings, load_personal_head, run_round)
+from edge_client.labels import LabelledPhoto, read_labels
+from edge_client.updates import QueuedUpdate, UpdateQueue, UploadReport
 
 __all__ = ["EdgeClient", "Diagnosis", "InstalledModel", "HistoryEntry", "SyncResult"]
 
@@ -190,8 +195,11 @@ class EdgeClient:
             cfg = PreprocessConfig.from_dict(m["preprocess"])
             img = load_image(data, max_pixels=cfg.max_pixels, name=label)
             report = check_quality(np.asarray(img), cfg, m.get("quality"))
-            logits, _features = self._runtime_for(inst).run(preprocess_image(img, cfg)[None])
-        probs = _softmax(logits[0].astype(np.float64))
+            logits, features = self._runtime_for(inst).run(preprocess_image(img, cfg)[None])
+        z, personal = logits[0].astype(np.float64), self._personal_for(inst.version)
+        if personal is not None:  # this device's own head: base logits + its trained change
+            z = head_logits(personal.params, features.astype(np.float64), z[None])[0]
+        probs = _softmax(z)
         grade = int(probs.argmax())
         confidence = float(probs[grade])
         names = m["class_names"]
@@ -210,7 +218,7 @@ class EdgeClient:
             history.close()
         return Diagnosis(grade, names[grade], [float(p) for p in probs], refer, advice, confidence,
                          inst.version, privacy.get("epsilon"), privacy.get("delta"), privacy.get("accountant"),
-                         False, time.perf_counter() - start, report.to_dict(), entry_id, digest)
+                         personal is not None, time.perf_counter() - start, report.to_dict(), entry_id, digest)
 
     @staticmethod
     def _advice(grade: int, name: str, confidence: float, rule: dict) -> tuple[bool, str]:
@@ -265,3 +273,107 @@ class EdgeClient:
             return h.export_csv(Path(path))
         finally:
             h.close()
+
+    # -- on-device training (issue 8) ----------------------------------------------------------
+    def _personal_for(self, version: int) -> PersonalHead | None:
+        head = load_personal_head(self.home)
+        return head if head is not None and head.base_version == version else None
+
+    def personal_head(self) -> PersonalHead | None:
+        """The personal head in use for the active model, or None (none, or trained on another version)."""
+        current = self.store.current_version()
+        return None if current is None else self._personal_for(current)
+
+    def clear_personal_head(self) -> None:
+        """Go back to the shared head for diagnoses (the ε it spent stays spent)."""
+        (self.home / "personal" / "head.json").unlink(missing_ok=True)
+
+    def list_labelled_photos(self, labels_csv: str | Path) -> list[LabelledPhoto]:
+        """The photos a labels CSV names (``image,grade[,patient]``). Raises LabelsError (every bad row)."""
+        return read_labels(labels_csv)
+
+    def train_round(self, labels_csv: str | Path, mode: str = "federated", epsilon: float = 5.0, *,
+                    settings: RoundSettings | None = None, progress: Callable[[str, int, int], None] | None = None,
+                    seed: int | None = None) -> RoundResult:
+        """Train the head under DP on labelled photos (see ``edge_client.training.run_round``).
+
+        Args:
+            labels_csv: CSV of the specialist's grades. mode: "personal" (kept, used by diagnose)
+            or "federated" (queued as a pending update for approve_update/upload_updates).
+            epsilon: what this round alone may cost. settings: public constants (defaults).
+            progress: progress(stage, done, total), stage "features" then "training".
+            seed: tests only; seeded noise is not private.
+
+        Raises:
+            ModelNotInstalled, LabelsError, ImageError, BudgetExceeded, ValueError.
+        """
+        with self._lock:
+            inst = self._active()
+            return run_round(self.home, inst, self._runtime_for(inst), labels_csv, mode=mode, epsilon=epsilon,
+                             settings=settings or RoundSettings(), seed=seed, progress=progress)
+
+    def budget_status(self, photo_set: str | Path) -> BudgetStatus:
+        """Budget of a photo set: its id, or a labels CSV naming its photos.
+
+        Raises:
+            KeyError: a set that never trained. LabelsError: a bad CSV.
+        """
+        text = str(photo_set)
+        set_id = text if len(text) == 64 and not Path(text).exists() else \
+            photo_set_id([p.sha256 for p in read_labels(photo_set)])
+        budget = Budget(self.home)
+        try:
+            return budget.status(set_id)
+        finally:
+            budget.close()
+
+    def _queue(self) -> UpdateQueue:
+        return UpdateQueue(self.home)
+
+    def pending_updates(self) -> list[QueuedUpdate]:
+        """Updates not yet uploaded (pending approval, or approved and waiting), newest first."""
+        q = self._queue()
+        try:
+            return [u for u in q.list() if u.status in ("pending", "approved")]
+        finally:
+            q.close()
+
+    def update_queue(self) -> list[QueuedUpdate]:
+        """Every queued update, any status, newest first."""
+        q = self._queue()
+        try:
+            return q.list()
+        finally:
+            q.close()
+
+    def update_payload(self, update_id: int) -> dict:
+        """The exact JSON an update uploads (for the user to inspect). Raises KeyError."""
+        q = self._queue()
+        try:
+            return q.payload(update_id)
+        finally:
+            q.close()
+
+    def approve_update(self, update_id: int) -> None:
+        """The user's consent to upload one pending update. Raises KeyError, EdgeError."""
+        q = self._queue()
+        try:
+            q.approve(update_id)
+        finally:
+            q.close()
+
+    def discard_update(self, update_id: int) -> None:
+        """Drop a queued update (its ε stays spent). Raises KeyError, EdgeError."""
+        q = self._queue()
+        try:
+            q.discard(update_id)
+        finally:
+            q.close()
+
+    def upload_updates(self, server_url: str, token: str, *, ca_file: str | None = None) -> UploadReport:
+        """Upload every approved update with the device's token; offline ones wait for the next call."""
+        q = self._queue()
+        try:
+            return q.upload(server_url, token, ca_file=ca_file)
+        finally:
+            q.close()

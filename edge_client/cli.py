@@ -1,4 +1,4 @@
-"""`python -m edge_client sync|diagnose|history|rollback|status` (state folder: --home, $EDGE_HOME, app data)."""
+"""`python -m edge_client sync|diagnose|history|rollback|status|train|updates|budget` (state: --home, $EDGE_HOME, app data)."""
 from __future__ import annotations
 
 import argparse
@@ -32,7 +32,76 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--csv", type=Path, help="export to this CSV file instead")
     sub.add_parser("rollback", parents=[common], help="switch back to the previous installed model")
     sub.add_parser("status", parents=[common], help="show the installed model")
+    s = sub.add_parser("train", parents=[common], help="train the head under DP on labelled photos (one round)")
+    s.add_argument("--labels", required=True, type=Path, help="CSV image,grade[,patient]; paths relative to it")
+    s.add_argument("--mode", choices=("personal", "federated"), default="federated",
+                   help="personal: keep the head on this device; federated: queue the update (default)")
+    s.add_argument("--epsilon", type=float, default=5.0, help="epsilon this round alone may cost (default 5)")
+    s.add_argument("--budget", type=float, default=None, help="the photo set's total epsilon, fixed at its "
+                                                              "first round (default 10)")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)  # tests only: not private
+    s = sub.add_parser("updates", parents=[common], help="the queue of federated updates")
+    usub = s.add_subparsers(dest="updates_command", required=True)
+    usub.add_parser("list", parents=[common], help="queued updates, newest first")
+    u = usub.add_parser("show", parents=[common], help="print the exact JSON an update uploads")
+    u.add_argument("id", type=int)
+    u = usub.add_parser("approve", parents=[common], help="allow one pending update to be uploaded")
+    u.add_argument("id", type=int)
+    u = usub.add_parser("discard", parents=[common], help="drop a queued update (its epsilon stays spent)")
+    u.add_argument("id", type=int)
+    u = usub.add_parser("upload", parents=[common], help="upload approved updates (offline: they wait)")
+    u.add_argument("--server", required=True, help="hub URL")
+    u.add_argument("--token", required=True, help="this device's upload token (from `python -m hub token issue`)")
+    u.add_argument("--ca-file", help="CA bundle (PEM) for an https hub with a private CA")
+    s = sub.add_parser("budget", parents=[common], help="privacy budget of the photo set a labels CSV names")
+    s.add_argument("--labels", required=True, type=Path)
     return p
+
+
+def _train(client, args) -> int:
+    from edge_client.training import RoundSettings
+
+    settings = RoundSettings() if args.budget is None else RoundSettings(budget=args.budget)
+    if args.seed is not None:
+        print("warning: --seed makes the noise predictable: for tests only, not private", file=sys.stderr)
+    r = client.train_round(args.labels, args.mode, args.epsilon, settings=settings, seed=args.seed)
+    if args.json:
+        print(json.dumps(r.to_dict(), indent=2))
+        return 0
+    where = ("kept on this device as its personal head (diagnoses say so)" if r.mode == "personal" else
+             f"queued as update {r.update_id}: approve it with `updates approve {r.update_id}`, then `updates upload`")
+    print(f"trained on {r.photos} photos ({r.patients} patients), model version {r.base_version}: "
+          f"{r.steps} steps, sigma={r.noise_multiplier:.3f}, q={r.sample_rate:.3f}, C={r.clipping_norm}\n"
+          f"privacy: this round epsilon={r.epsilon_round:g}; photo set spent epsilon={r.epsilon_spent:.2f} of "
+          f"{r.budget:g} (delta={r.delta:g}, rdp)\n"
+          f"accuracy on these photos: {r.accuracy_before:.1%} -> {r.accuracy_after:.1%} (stays on this device)\n{where}")
+    return 0
+
+
+def _updates(client, args) -> int:
+    cmd = args.updates_command
+    if cmd == "list":
+        print(f"{'id':>4}  {'status':<9}  {'created':<20}  {'base':>4}  {'epsilon':>7}  {'photos':>6}  message")
+        for u in client.update_queue():
+            print(f"{u.id:>4}  {u.status:<9}  {u.created:<20}  {u.base_version:>4}  {u.epsilon:>7.2f}  "
+                  f"{u.photos:>6}  {u.message or ''}")
+        return 0
+    if cmd == "show":
+        print(json.dumps(client.update_payload(args.id), indent=1))
+        return 0
+    if cmd == "approve":
+        client.approve_update(args.id)
+        print(f"update {args.id} approved: it uploads with `updates upload`")
+        return 0
+    if cmd == "discard":
+        client.discard_update(args.id)
+        print(f"update {args.id} discarded")
+        return 0
+    report = client.upload_updates(args.server, args.token, ca_file=args.ca_file)
+    for line in report.messages or ["nothing approved to upload"]:
+        print(line)
+    return 0 if not report.rejected and not report.waiting else 4
 
 
 def _print_progress(done: int, total: int) -> None:
@@ -67,7 +136,8 @@ def _run(args) -> int:
         else:
             probs = "  ".join(f"{p:.2f}" for p in d.probabilities)
             eps = f"epsilon={d.epsilon}, delta={d.delta} ({d.accountant})" if d.epsilon is not None else "no DP guarantee"
-            print(f"grade {d.grade}: {d.grade_name} (confidence {d.confidence:.0%})\n"
+            head = "personal head (trained on this device's photos)" if d.personal_head else "shared head"
+            print(f"grade {d.grade}: {d.grade_name} (confidence {d.confidence:.0%}); {head}\n"
                   f"probabilities: {probs}\n{d.advice}\n"
                   f"model version {d.model_version}; privacy: {eps}; {d.seconds * 1000:.0f} ms")
         return 0
@@ -79,6 +149,15 @@ def _run(args) -> int:
         for e in client.history():
             print(f"{e.id:>4}  {e.time:<20}  {e.grade} {e.grade_name:<20}  {'yes' if e.refer else 'no':<5}  "
                   f"{e.model_version:>5}  {e.image_sha256[:16]}")
+        return 0
+    if args.command == "train":
+        return _train(client, args)
+    if args.command == "updates":
+        return _updates(client, args)
+    if args.command == "budget":
+        b = client.budget_status(args.labels)
+        print(f"photo set {b.set_id[:16]}: {b.photos} photos, spent epsilon={b.spent:.2f} of {b.budget:g} "
+              f"(delta={b.delta:g}, rdp) in {b.rounds} rounds; remaining {b.remaining:.2f}")
         return 0
     if args.command == "rollback":
         print(f"now using model version {client.rollback()}")
@@ -97,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except (EdgeError, ImageError, ManifestError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (EdgeError, ImageError, ManifestError, KeyError, ValueError) as exc:
+        print(f"error: {str(exc).strip(chr(39))}", file=sys.stderr)
+        for extra in getattr(exc, "problems", [])[1:]:
+            print(f"error: {extra}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

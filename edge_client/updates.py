@@ -1,0 +1,175 @@
+"""The queue of federated updates: pending -> approved (by the user) -> uploaded (or rejected).
+
+Nothing leaves the device before the user approves it. ``upload`` sends approved updates with
+the device's token; without a network they stay approved and the next call retries them. Kept
+in EDGE_HOME/updates.sqlite; the payload is shown to the user as is (JSON, no hidden fields).
+
+Payload (docs/CONTRACTS.md "Device update"): format, format_version, base_version, created,
+delta_weight (5x512), delta_bias (5), steps, epsilon, delta, accountant, noise_multiplier,
+sample_rate, clipping_norm, learning_rate.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import requests
+
+from edge_client.errors import EdgeError
+
+__all__ = ["UPDATE_FORMAT", "QueuedUpdate", "UploadReport", "UpdateQueue", "build_payload"]
+
+UPDATE_FORMAT = "dopamine-head-update"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS updates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'uploaded', 'rejected')),
+    base_version INTEGER NOT NULL, epsilon REAL NOT NULL, delta REAL NOT NULL, steps INTEGER NOT NULL,
+    photos INTEGER NOT NULL, payload TEXT NOT NULL, uploaded TEXT, hub_id INTEGER, message TEXT);
+"""
+_KEEP_APPROVED = {401, 403, 408, 429}  # token or transient problems: retry later with a fixed token
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_payload(*, base_version: int, delta_weight: np.ndarray, delta_bias: np.ndarray, steps: int,
+                  epsilon: float, delta: float, noise_multiplier: float, sample_rate: float,
+                  clipping_norm: float, learning_rate: float) -> dict:
+    """The update as uploaded: the noised head delta and public constants only."""
+    return {"format": UPDATE_FORMAT, "format_version": 1, "base_version": int(base_version), "created": _now(),
+            "delta_weight": np.asarray(delta_weight, np.float32).astype(float).tolist(),
+            "delta_bias": np.asarray(delta_bias, np.float32).astype(float).tolist(),
+            "steps": int(steps), "epsilon": float(epsilon), "delta": float(delta), "accountant": "rdp",
+            "noise_multiplier": float(noise_multiplier), "sample_rate": float(sample_rate),
+            "clipping_norm": float(clipping_norm), "learning_rate": float(learning_rate)}
+
+
+@dataclass
+class QueuedUpdate:
+    id: int
+    created: str
+    status: str
+    base_version: int
+    epsilon: float
+    delta: float
+    steps: int
+    photos: int
+    uploaded: str | None
+    hub_id: int | None
+    message: str | None
+
+
+@dataclass
+class UploadReport:
+    """What one upload attempt did. ``waiting``: still approved (offline, hub down, token refused)."""
+
+    uploaded: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+class UpdateQueue:
+    """Args: home: EDGE_HOME."""
+
+    def __init__(self, home: Path) -> None:
+        Path(home).mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(Path(home) / "updates.sqlite", timeout=10)
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def add(self, payload: dict, *, photos: int) -> int:
+        """Queue an update as pending (awaiting the user's approval). Returns its id."""
+        with self.db:
+            cur = self.db.execute(
+                "INSERT INTO updates (created, status, base_version, epsilon, delta, steps, photos, payload) "
+                "VALUES (?, 'pending', ?, ?, ?, ?, ?, ?)",
+                (_now(), payload["base_version"], payload["epsilon"], payload["delta"], payload["steps"], photos,
+                 json.dumps(payload, separators=(",", ":"))))
+        return cur.lastrowid
+
+    def list(self, status: str | None = None) -> list[QueuedUpdate]:
+        """Queued updates, newest first (optionally one status)."""
+        sql = ("SELECT id, created, status, base_version, epsilon, delta, steps, photos, uploaded, hub_id, message "
+               "FROM updates")
+        rows = self.db.execute(sql + (" WHERE status=?" if status else "") + " ORDER BY id DESC",
+                               (status,) if status else ()).fetchall()
+        return [QueuedUpdate(*r) for r in rows]
+
+    def payload(self, update_id: int) -> dict:
+        """The exact JSON that would be uploaded. Raises KeyError for an unknown id."""
+        row = self.db.execute("SELECT payload FROM updates WHERE id=?", (update_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no queued update {update_id}")
+        return json.loads(row[0])
+
+    def _set(self, update_id: int, *, expect: tuple[str, ...], status: str, **extra) -> None:
+        row = self.db.execute("SELECT status FROM updates WHERE id=?", (update_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no queued update {update_id}")
+        if row[0] not in expect:
+            raise EdgeError(f"update {update_id} is {row[0]}, not {' or '.join(expect)}")
+        cols = ", ".join(["status=?"] + [f"{k}=?" for k in extra])
+        with self.db:
+            self.db.execute(f"UPDATE updates SET {cols} WHERE id=?", (status, *extra.values(), update_id))
+
+    def approve(self, update_id: int) -> None:
+        """The user's consent to upload this update. Raises KeyError, EdgeError (not pending)."""
+        self._set(update_id, expect=("pending",), status="approved")
+
+    def discard(self, update_id: int) -> None:
+        """Drop a pending or approved update; its ε stays spent (it was charged when trained)."""
+        self._set(update_id, expect=("pending", "approved"), status="rejected", message="discarded by the user")
+
+    def upload(self, server_url: str, token: str, *, timeout: float = 20.0, ca_file: str | None = None) -> UploadReport:
+        """Send every approved update to ``server_url/v1/updates`` with ``Authorization: Bearer``.
+
+        Offline, a dead hub, 5xx or a refused token: the update stays approved (retried next time).
+        A hub rejection of the update itself (malformed, too large, old base version): rejected,
+        with the hub's message. Never raises for network problems.
+        """
+        report = UploadReport()
+        url = server_url.rstrip("/") + "/v1/updates"
+        for item in sorted(self.list("approved"), key=lambda u: u.id):
+            body = json.dumps(self.payload(item.id), separators=(",", ":")).encode()
+            try:
+                resp = requests.post(url, data=body, timeout=timeout, verify=ca_file or True,
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/json"})
+            except requests.RequestException as exc:
+                report.waiting.append(item.id)
+                msg = f"update {item.id}: hub not reachable, will retry ({type(exc).__name__})"
+                self._note(item.id, msg)
+                report.messages.append(msg)
+                continue
+            try:
+                answer = resp.json()
+            except ValueError:
+                answer = {}
+            if resp.status_code == 202:
+                self._set(item.id, expect=("approved",), status="uploaded", uploaded=_now(),
+                          hub_id=answer.get("id"), message=answer.get("status"))
+                report.uploaded.append(item.id)
+                report.messages.append(f"update {item.id}: uploaded (hub id {answer.get('id')})")
+                continue
+            msg = f"update {item.id}: hub answered {resp.status_code}: {answer.get('error', resp.reason)}"
+            if resp.status_code in _KEEP_APPROVED or resp.status_code >= 500:
+                report.waiting.append(item.id)
+                self._note(item.id, msg)
+            else:
+                report.rejected.append(item.id)
+                self._set(item.id, expect=("approved",), status="rejected", message=msg)
+            report.messages.append(msg)
+        return report
+
+    def _note(self, update_id: int, message: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE updates SET message=? WHERE id=?", (message, update_id))
