@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,36 @@ def test_committed_screenshots_are_not_blank(screen, size):
     path = SHOTS_DIR / f"{screen}_{size}.png"
     assert path.exists(), f"{path} missing: run DOPAMINE_UPDATE_SCREENSHOTS=1 pytest tests/mobile_app"
     not_blank(str(path), [int(v) for v in size.split("x")])
+
+
+def test_python_m_mobile_app_starts_and_keeps_running(tmp_path):
+    """The desktop entry point (`App.run()`, a real main loop) starts and stays up; stopped by PID."""
+    import tempfile
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SDL_VIDEODRIVER": "offscreen", "KIVY_NO_FILELOG": "1",
+           "KIVY_NO_CONFIG": "1", "KIVY_HOME": tempfile.mkdtemp(prefix="kivy-home-"), "KIVY_CLIPBOARD": "dummy"}
+    proc = subprocess.Popen([sys.executable, "-m", "mobile_app", "--home", str(tmp_path), "--size", "360x640"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and \
+                not any("Start application main loop" in line for line in lines):
+            time.sleep(0.2)
+        assert any("Start application main loop" in line for line in lines), "".join(lines)[-3000:]
+        time.sleep(3)                    # a few seconds of the real main loop
+        assert proc.poll() is None, "".join(lines)[-3000:]
+        assert not any("Traceback" in line for line in lines), "".join(lines)[-3000:]
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+
+
+def test_bad_size_is_refused():
+    r = subprocess.run([sys.executable, "-m", "mobile_app", "--size", "huge"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2 and "--size must look like 360x640" in r.stderr

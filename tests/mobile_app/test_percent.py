@@ -6,6 +6,8 @@ import pytest
 
 from mobile_app.percent import largest_remainder_percentages as lrp
 
+pytestmark = pytest.mark.timeout(60)
+
 
 def test_known_cases():
     assert lrp([1 / 3, 1 / 3, 1 / 3]) == [34, 33, 33]          # ties go to the earlier grade

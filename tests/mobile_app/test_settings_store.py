@@ -5,6 +5,8 @@ import pytest
 
 from mobile_app.settings_store import Settings, SettingsError, SettingsStore, check_server_url
 
+pytestmark = pytest.mark.timeout(60)
+
 
 def test_round_trip(tmp_path):
     store = SettingsStore(tmp_path / "s.json")
