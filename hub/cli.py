@@ -1,4 +1,4 @@
-"""`python -m hub init|publish|withdraw|versions|serve|token` ."""
+"""`python -m hub init|configure|publish|withdraw|versions|serve|token|updates|aggregate` ."""
 from __future__ import annotations
 
 import argparse
@@ -18,11 +18,18 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("init", help="create a hub folder trusting one publisher key")
     s.add_argument("--root", required=True, type=Path)
     s.add_argument("--publisher-key", required=True, type=Path, help="public.key of the exporter")
+    _aggregation_flags(s)
+
+    s = sub.add_parser("configure", help="device-update aggregation settings")
+    s.add_argument("--root", required=True, type=Path)
+    _aggregation_flags(s)
 
     s = sub.add_parser("publish", help="add a signed bundle (DIST) as a new version")
     s.add_argument("dist", type=Path)
     s.add_argument("--root", required=True, type=Path)
     s.add_argument("--key", type=Path, help="publisher public key (default: ROOT/publisher.key)")
+    s.add_argument("--checkpoint", type=Path, help="RUN/model.pt DIST was exported from (kept privately: "
+                                                   "device updates build on it)")
 
     s = sub.add_parser("withdraw", help="stop offering a version")
     s.add_argument("version", type=int)
@@ -42,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default="warning")
     s.add_argument("--throttle-bytes-per-s", type=int, default=None, help=argparse.SUPPRESS)
 
+    s = sub.add_parser("updates", help="list received device updates")
+    s.add_argument("--root", required=True, type=Path)
+
+    s = sub.add_parser("aggregate", help="build and publish the next version if enough device updates wait")
+    s.add_argument("--root", required=True, type=Path)
+
     s = sub.add_parser("token", help="device upload tokens")
     tsub = s.add_subparsers(dest="token_command", required=True)
     t = tsub.add_parser("issue", help="print a new token once (only its hash is stored)")
@@ -53,6 +66,37 @@ def _parser() -> argparse.ArgumentParser:
     t = tsub.add_parser("list")
     t.add_argument("--root", required=True, type=Path)
     return p
+
+
+def _aggregation_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--signing-key", type=Path, help="export private.key; copied to ROOT/private/ (0600) to sign "
+                                                    "versions built from device updates")
+    s.add_argument("--min-updates", type=int, help="device updates for the current version that trigger the "
+                                                   "next version (default 3)")
+    s.add_argument("--export-formats", help="formats of versions built from device updates "
+                                            "(default onnx,tflite,coreml)")
+    s.add_argument("--export-arg", action="append", dest="export_args", metavar="ARG",
+                   help="extra argument for `python -m export all` (repeat; replaces the stored list)")
+
+
+def _configure(args) -> None:
+    from hub.device_updates import install_signing_key, write_config
+
+    try:
+        if args.min_updates is not None and args.min_updates < 1:
+            raise ValueError("--min-updates must be >= 1")
+        if args.signing_key:
+            reg = Registry(args.root)
+            try:
+                install_signing_key(args.root, args.signing_key, reg.publisher_key())
+            finally:
+                reg.close()
+        config = write_config(args.root, min_updates=args.min_updates, export_formats=args.export_formats,
+                              export_args=args.export_args)
+    except ValueError as exc:
+        raise HubError(str(exc)) from None
+    print(f"aggregation: min_updates={config['min_updates']}, formats={config['export_formats']}, "
+          f"signing key {'installed' if args.signing_key else 'unchanged'}")
 
 
 def _serve(args) -> int:
@@ -94,14 +138,34 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "init":
             init_hub(args.root, args.publisher_key)
             print(f"hub initialised at {args.root}")
+            _configure(args)
+            return 0
+        if args.command == "configure":
+            _configure(args)
+            return 0
+        if args.command == "aggregate":
+            from hub.aggregation import aggregate
+
+            aggregate(args.root, log=lambda line: print(line, flush=True))
             return 0
         if args.command == "serve":
             return _serve(args)
         reg = Registry(args.root)
         try:
             if args.command == "publish":
+                if args.checkpoint and not args.checkpoint.is_file():
+                    raise HubError(f"{args.checkpoint}: checkpoint not found")
                 version = reg.publish(args.dist, key=args.key)
+                if args.checkpoint:
+                    reg.store_checkpoint(version, args.checkpoint)
                 print(f"published version {version} from {args.dist}")
+            elif args.command == "updates":
+                print(f"{'id':>4}  {'token':>5}  {'received':<20}  {'base':>4}  {'epsilon':>7}  {'status':<10}  into")
+                for r in reg.db.execute("SELECT id, token_id, received, base_version, epsilon, status, "
+                                        "aggregated_into FROM updates ORDER BY id").fetchall():
+                    eps = f"{r[4]:.2f}" if r[4] is not None else "-"
+                    print(f"{r[0]:>4}  {r[1]:>5}  {r[2]:<20}  {r[3] if r[3] is not None else '-':>4}  {eps:>7}  "
+                          f"{r[5]:<10}  {r[6] or ''}")
             elif args.command == "withdraw":
                 reg.withdraw(args.version, args.reason)
                 print(f"withdrew version {args.version}")

@@ -4,7 +4,9 @@ Layout of HUBDIR:
     registry.sqlite        versions, tokens (sha256 hashes only), updates
     publisher.key          trusted publisher public key (base64 raw 32 bytes)
     versions/<n>/          manifest.json, manifest.sig and the artifacts, copied atomically
-    updates/               device uploads (issue 8 aggregates them)
+    updates/               device uploads (validated JSON head updates)
+    hub.json               aggregation settings (min_updates, export formats and arguments)
+    private/               0700: signing.key (0600), checkpoints/<n>/model.pt, aggregate.lock
 """
 from __future__ import annotations
 
@@ -47,6 +49,9 @@ CREATE TABLE IF NOT EXISTS updates (
     path TEXT NOT NULL
 );
 """
+# Columns added by issue 8 (device-update aggregation); added to older hub databases on open.
+_UPDATE_COLUMNS = {"base_version": "INTEGER", "epsilon": "REAL", "delta": "REAL",
+                   "status": "TEXT NOT NULL DEFAULT 'pending'", "aggregated_into": "INTEGER"}
 
 
 class HubError(Exception):
@@ -139,6 +144,10 @@ class Registry:
         self.db = sqlite3.connect(self.root / "registry.sqlite", timeout=10)
         self.db.row_factory = sqlite3.Row
         self.db.executescript(_SCHEMA)
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(updates)")}
+        for name, kind in _UPDATE_COLUMNS.items():
+            if name not in have:
+                self.db.execute(f"ALTER TABLE updates ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -240,8 +249,53 @@ class Registry:
                               (digest,)).fetchone()
         return row[0] if row else None
 
-    def record_update(self, token_id: int, data_path: Path, size: int, digest: str) -> int:
+    def token_state(self, token: str) -> tuple[str, int | None]:
+        """("ok", id), ("revoked", id) or ("unknown", None) for a presented token."""
+        digest = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+        row = self.db.execute("SELECT id, revoked FROM tokens WHERE token_sha256=?", (digest,)).fetchone()
+        if row is None:
+            return "unknown", None
+        return ("revoked" if row[1] else "ok"), row[0]
+
+    def record_update(self, token_id: int, data_path: Path, size: int, digest: str, *,
+                      base_version: int | None = None, epsilon: float | None = None,
+                      delta: float | None = None) -> int:
         with self.db:
-            cur = self.db.execute("INSERT INTO updates (token_id, received, size, sha256, path) "
-                                  "VALUES (?, ?, ?, ?, ?)", (token_id, _now(), size, digest, str(data_path)))
+            cur = self.db.execute("INSERT INTO updates (token_id, received, size, sha256, path, base_version, "
+                                  "epsilon, delta, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                                  (token_id, _now(), size, digest, str(data_path), base_version, epsilon, delta))
         return cur.lastrowid
+
+    def pending_updates(self, base_version: int) -> list[dict]:
+        """Stored, not yet aggregated updates for ``base_version``, oldest first."""
+        rows = self.db.execute("SELECT id, token_id, path, epsilon, delta, received FROM updates "
+                               "WHERE status='pending' AND base_version=? ORDER BY id", (base_version,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def mark_updates(self, ids: list[int], status: str, into: int | None = None) -> None:
+        with self.db:
+            self.db.executemany("UPDATE updates SET status=?, aggregated_into=? WHERE id=?",
+                                [(status, into, i) for i in ids])
+
+    # -- private side (never served) -------------------------------------------------------------
+    def private_dir(self) -> Path:
+        path = self.root / "private"
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
+
+    def checkpoint_path(self, version: int) -> Path:
+        return self.private_dir() / "checkpoints" / str(int(version)) / "model.pt"
+
+    def store_checkpoint(self, version: int, checkpoint: Path) -> Path:
+        """Keep a private copy of the checkpoint a version was exported from (atomic).
+
+        Raises:
+            HubError: the file cannot be read.
+        """
+        final = self.checkpoint_path(version)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _atomic_write(final, Path(checkpoint).read_bytes())
+        except OSError as exc:
+            raise HubError(f"{checkpoint}: cannot read checkpoint ({exc.strerror})") from None
+        return final

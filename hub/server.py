@@ -11,7 +11,10 @@ Endpoints (all GET unless said):
     /v1/versions                             active versions
     /v1/versions/{n}/manifest[.sig]          one version; 410 when withdrawn
     /v1/artifacts/{n}/{name}                 ETag, If-None-Match -> 304, Range -> 206, If-Range
-    POST /v1/updates                         Bearer token; stores the body (issue 8 aggregates)
+    /v1/versions/{n}/model-card              MODEL_CARD.md of a version built from device updates
+    POST /v1/updates                         Bearer token (401 unknown, 403 revoked); a checked JSON
+                                             head update (hub/device_updates.py); 202, and the next
+                                             version is built once min_updates have arrived
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from edge_client.manifest import SAFE_NAME, manifest_etag
+from hub.aggregation import start_aggregation
+from hub.device_updates import MAX_UPDATE_BYTES, UpdateRejected, check_update, read_config
 from hub.ranges import etag_matches, parse_range
 from hub.registry import Registry
 
@@ -156,36 +161,59 @@ def create_app(root: Path, *, max_body_bytes: int = MAX_BODY_BYTES,
                                  status_code=status_code, headers=headers,
                                  media_type="application/octet-stream")
 
+    @app.get("/v1/versions/{version}/model-card")
+    def model_card(version: int):
+        with registry() as reg:
+            status = reg.status(version)
+            path = reg.version_dir(version) / "MODEL_CARD.md"
+        if status is None or not path.is_file():
+            return _error(404, f"no model card for version {version}")
+        return Response(path.read_bytes(), media_type="text/markdown; charset=utf-8")
+
     @app.post("/v1/updates")
     async def upload(request: Request):
         auth = request.headers.get("authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
         with registry() as reg:
-            token_id = reg.check_token(token) if token else None
-        if token_id is None:
+            state, token_id = reg.token_state(token) if token else ("unknown", None)
+        if state == "revoked":
+            return _error(403, "this device token was revoked")
+        if state != "ok":
             return _error(401, "a valid device token is required", **{"WWW-Authenticate": "Bearer"})
-        digest, size = hashlib.sha256(), 0
+        cap = min(max_body_bytes, MAX_UPDATE_BYTES)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > cap:  # chunked bodies have no Content-Length
+                return _error(413, f"update over {cap} bytes")
+        with registry() as reg:
+            current = reg.latest_active()
+        try:
+            payload = check_update(bytes(body), current_version=current)
+        except UpdateRejected as exc:
+            return _error(exc.status, str(exc))
+        digest = hashlib.sha256(body).hexdigest()
+        final = root / "updates" / f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}.json"
         fd, tmp = tempfile.mkstemp(dir=root / "updates", prefix=".upload.")
         try:
             with os.fdopen(fd, "wb") as fh:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > max_body_bytes:  # chunked bodies have no Content-Length
-                        raise OverflowError
-                    digest.update(chunk)
-                    fh.write(chunk)
-            final = root / "updates" / f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}.bin"
+                fh.write(body)
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, final)
-        except OverflowError:
-            Path(tmp).unlink(missing_ok=True)
-            return _error(413, f"request body over {max_body_bytes} bytes")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         with registry() as reg:
-            update_id = reg.record_update(token_id, final, size, digest.hexdigest())
-        return JSONResponse({"id": update_id, "size": size, "sha256": digest.hexdigest(),
-                             "status": "stored; aggregation of device updates arrives with issue 8"},
+            update_id = reg.record_update(token_id, final, len(body), digest, base_version=payload["base_version"],
+                                          epsilon=payload["epsilon"], delta=payload["delta"])
+            waiting = len(reg.pending_updates(current))
+        needed = read_config(root)["min_updates"]
+        if waiting >= needed:
+            start_aggregation(root)
+        return JSONResponse({"id": update_id, "size": len(body), "sha256": digest, "base_version": current,
+                             "status": f"stored: {waiting} of {needed} updates for version {current}"
+                                       + ("; building the next version" if waiting >= needed else "")},
                             status_code=202)
 
     return app
