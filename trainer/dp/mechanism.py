@@ -115,3 +115,43 @@ def server_step(weights: torch.Tensor, momentum_buffer: torch.Tensor, aggregate:
         gradient = gradient + weight_decay * weights
     buffer = momentum * momentum_buffer + gradient
     return weights - learning_rate * buffer, buffer
+
+
+SERVER_OPTIMIZERS = ("sgd", "adam")
+
+
+def server_update(weights: torch.Tensor, state: dict, aggregate: torch.Tensor, *, optimizer: str,
+                  expected_batch_size: float, learning_rate: float, momentum: float,
+                  weight_decay: float = 0.0, beta2: float = 0.999, eps: float = 1e-8
+                  ) -> tuple[torch.Tensor, dict]:
+    """The server's step on the noisy sum, by optimizer name. Both are post-processing of the
+    privatised sum, so neither changes ε.
+
+    ``sgd`` is the paper's SGD with momentum (`server_step`). ``adam`` uses β1 = momentum: SqueezeNet
+    trained from scratch (no ImageNet weights offline) stays on the class-prior plateau under SGD
+    in our measurements, and leaves it within a few epochs under Adam.
+
+    Args:
+        state: the optimizer's state from the previous call ({} at the start).
+    Returns:
+        (new weights, new state)
+    """
+    if optimizer == "sgd":
+        buffer = state.get("momentum", torch.zeros_like(weights))
+        weights, buffer = server_step(weights, buffer, aggregate, expected_batch_size=expected_batch_size,
+                                      learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
+        return weights, {"momentum": buffer}
+    if optimizer != "adam":
+        raise ValueError(f"server optimizer must be one of {SERVER_OPTIMIZERS}, got {optimizer!r}")
+    if expected_batch_size <= 0:
+        raise ValueError(f"expected_batch_size must be > 0, got {expected_batch_size}")
+    gradient = aggregate / expected_batch_size
+    if weight_decay:
+        gradient = gradient + weight_decay * weights
+    step = int(state.get("step", 0)) + 1
+    first = momentum * state.get("m", torch.zeros_like(weights)) + (1 - momentum) * gradient
+    second = beta2 * state.get("v", torch.zeros_like(weights)) + (1 - beta2) * gradient * gradient
+    corrected_first = first / (1 - momentum ** step)
+    corrected_second = second / (1 - beta2 ** step)
+    weights = weights - learning_rate * corrected_first / (corrected_second.sqrt() + eps)
+    return weights, {"m": first, "v": second, "step": step}
