@@ -57,6 +57,10 @@ class Actions:
         """The installed model's card, or None."""
         return self.client.installed_model()
 
+    def personal_head_in_use(self) -> bool:
+        """Whether a head trained on this device replaces the published one when grading."""
+        return self.client.personal_head() is not None
+
     def notice(self) -> str:
         """What the client wants the user to know (e.g. it fell back to an older model), or ""."""
         return self.client.notice or ""

@@ -42,6 +42,7 @@ class DopamineApp(App):
     online = BooleanProperty(False)
     model = ObjectProperty(None, allownone=True)     # edge_client InstalledModel or None
     notice = StringProperty("")                       # e.g. "fell back to an older model"
+    personal_head = BooleanProperty(False)            # a locally trained head is in use
     current = StringProperty("home")
 
     def __init__(self, *, home: str | Path | None = None, picker: PhotoPicker | None = None,
@@ -147,6 +148,7 @@ class DopamineApp(App):
         """Re-read the installed model's card (a small file read)."""
         self.model = self.actions.installed_model()
         self.notice = self.actions.notice()
+        self.personal_head = self.model is not None and self.actions.personal_head_in_use()
 
     def check_update(self, on_progress: Callable[[int, int], None],
                      on_done: Callable[[SyncOutcome], None]) -> threading.Event:
@@ -156,13 +158,14 @@ class DopamineApp(App):
         def progress(done: int, total: int) -> None:
             self.runner.post(on_progress, done, total)
 
-        def job() -> tuple[SyncOutcome, object]:
+        def job() -> tuple[SyncOutcome, object, bool]:
             outcome = self.actions.sync(self.server_url, public_key=self.settings.public_key,
                                         progress=progress, cancel=cancel)
-            return outcome, self.actions.installed_model()
+            model = self.actions.installed_model()
+            return outcome, model, model is not None and self.actions.personal_head_in_use()
 
         def done(result) -> None:
-            outcome, self.model = result
+            outcome, self.model, self.personal_head = result
             self.notice = self.actions.notice()
             on_done(outcome)
 

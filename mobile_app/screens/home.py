@@ -25,7 +25,7 @@ class HomeScreen(Screen):
 
     def on_kv_post(self, _base):
         app = App.get_running_app()
-        app.bind(model=self._render, lang=self._render)
+        app.bind(model=self._render, lang=self._render, personal_head=self._render)
         self._cancel = None
         self._render()
 
@@ -44,7 +44,7 @@ class HomeScreen(Screen):
                      else app.tr("home.accuracy_unknown"))
         if getattr(m, "runtime", None):
             lines.append(app.tr("home.runtime", runtime=m.runtime))
-        if getattr(m, "personal_head", False):
+        if app.personal_head:
             lines.append(app.tr("home.personal"))
         self.model_text = "\n".join(lines)
         eps = getattr(m, "epsilon", None)
