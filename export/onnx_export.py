@@ -83,8 +83,23 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, *,
         quantize_static(str(prepared), str(out_path), _Reader(calibration),
                         quant_format=QuantFormat.QDQ, per_channel=per_channel,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=methods[method])
+                        calibrate_method=methods[method], nodes_to_exclude=head_nodes(prepared))
     return out_path
+
+
+def head_nodes(path: Path) -> list[str]:
+    """The head's Conv (C x 512 x 1 x 1 on the pooled vector), kept in float.
+
+    Why: the head is 0.3 % of the weights and 2.5 k multiply-adds, but quantizing its input
+    clips features outside the calibration range, so ``logits`` stopped being ``W f + b`` of the
+    ``features`` output (measured: up to 2.3 apart on 2 of 200 images).
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    shapes = {t.name: list(t.dims) for t in model.graph.initializer}
+    return [n.name for n in model.graph.node
+            if n.op_type == "Conv" and shapes.get(n.input[1], [None])[1:] == [512, 1, 1]]
 
 
 class OnnxRunner:
