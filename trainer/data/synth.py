@@ -133,7 +133,7 @@ def render_fundus(grade: int, size: int, rng: np.random.Generator) -> np.ndarray
         _walk(rng, frame, dv_draw, du, dv, sign * rng.uniform(0.5, 1.3), rng.uniform(0.02, 0.028),
               8, 0.15, 200, 0.1)
 
-    s = grade + rng.normal(0.0, 0.45)  # latent severity: neighbouring grades overlap
+    s = grade + rng.normal(0.0, 0.55)  # latent severity: neighbouring grades overlap
     n_ma = rng.poisson(max(0.0, 3.0 * s - 0.5))
     for u, v in _scatter(rng, n_ma, 0.8, (-0.05, 0.0), 0.35):
         rad = rng.uniform(0.02, 0.032)
