@@ -30,7 +30,7 @@ class CentralMode(Mode):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            total, count = total + float(loss) * len(idx), count + len(idx)
+            total, count = total + loss.item() * len(idx), count + len(idx)
         return {"loss": total / max(count, 1), "steps": -(-len(order) // self.config.batch_size)}
 
     def state_dict(self) -> dict:

@@ -60,7 +60,7 @@ class FedAvgMode(Mode):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total, count = total + float(loss) * len(idx), count + len(idx)
+                total, count = total + loss.item() * len(idx), count + len(idx)
         return total / max(count, 1)
 
 
