@@ -1,14 +1,13 @@
 """The `model.pt` checkpoint: what a training run hands to export and the hub (docs/CONTRACTS.md)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from trainer.fileio import atomic_write
 from trainer.model import ARCH, DRSqueezeNet, build_model
 
 FORMAT = "dopamine-checkpoint"
@@ -23,17 +22,8 @@ class CheckpointError(ValueError):
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save to a temporary file in the same folder, then rename: never a half-written file."""
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def inner_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

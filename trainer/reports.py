@@ -6,8 +6,6 @@ never sees half a figure. Figures use matplotlib's object API (`Figure`), not py
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -17,65 +15,13 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 
+from trainer.fileio import atomic_write  # noqa: E402
+from trainer.privacy.accounting import round_up  # noqa: E402
+
 MODES = ("central", "central-dp", "fedavg", "fl-parallel-dp", "dopamine")
 _COLOURS = {"central": "#7f7f7f", "central-dp": "#1f77b4", "fedavg": "#2ca02c",
             "fl-parallel-dp": "#ff7f0e", "dopamine": "#d62728"}
 _DPI = 130
-
-
-def round_up(x: float, decimals: int = 2) -> float:
-    """Round up to `decimals` places, never down: for privacy figures (reporting less ε is a lie).
-
-    The result is the smallest k / 10**decimals (as a float) that is >= x, so float noise such as
-    1.1 * 100 = 110.00000000000001 does not turn 1.1 into 1.11, while 1.0000000001 becomes 1.01.
-
-    Args:
-        x: the value (finite or +/-inf).
-        decimals: number of decimal places, >= 0.
-
-    Returns:
-        The rounded-up value; inf stays inf.
-
-    Raises:
-        ValueError: if x is NaN or decimals is not a non-negative integer.
-    """
-    if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
-        raise ValueError(f"decimals must be a non-negative integer, got {decimals!r}")
-    x = float(x)
-    if math.isnan(x):
-        raise ValueError("x is NaN: cannot round a privacy figure that does not exist")
-    if math.isinf(x):
-        return x
-    scale = 10 ** decimals
-    k = math.floor(x * scale) - 1  # start just below, then step up to the first k/scale >= x
-    while k / scale < x:
-        k += 1
-    return k / scale
-
-
-def atomic_write(path: str | Path, write) -> Path:
-    """Write a file atomically: `write(binary_handle)` fills a temp file beside `path`, then
-    `os.replace` puts it in place, so readers see the old file or the new one, never half of one.
-
-    Args:
-        path: destination; its folder is created if missing.
-        write: callable taking the open binary file handle.
-
-    Returns:
-        The path written (the temp file is removed if `write` raises).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be read by others
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _save(fig: Figure, path: str | Path) -> Path:

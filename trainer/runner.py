@@ -10,8 +10,6 @@ Run directory (all writes atomic):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from tqdm import tqdm
 
 from trainer.checkpoint import atomic_torch_save, save_checkpoint
 from trainer.config import TrainConfig
+from trainer.fileio import atomic_write_text
 from trainer.data.augment import Augment
 from trainer.metrics import evaluate
 from trainer.model import build_model
@@ -29,17 +28,6 @@ from trainer.prepare import PreparedData, prepare
 from trainer.reports import best_on_validation, write_confusion_png, write_curves_png, write_model_card
 
 STATE_FILE = "state.pt"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @torch.no_grad()
