@@ -93,7 +93,7 @@ PAPER = {
 DEMO = {
     "common": dict(image_size=64, hospitals=5, partition="iid", momentum=0.9, clipping_norm=1.0,
                    delta=1e-5, accountant="rdp", augment=True, dropout=0.0, optimizer="adam"),
-    "central": dict(rounds=10, batch_size=32, learning_rate=1e-3),
+    "central": dict(rounds=10, batch_size=32, learning_rate=5e-4),
     "central-dp": dict(rounds=10, batch_size=128, learning_rate=1e-3, target_epsilon=8.0,
                        noise_multiplier=None),
     "fedavg": dict(rounds=10, client_fraction=1.0, local_epochs=1, local_batch_size=32, learning_rate=1e-3),
