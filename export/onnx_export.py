@@ -97,9 +97,12 @@ def head_nodes(path: Path) -> list[str]:
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
+    logits = next(o for o in model.graph.output if o.name == "logits")
+    classes = logits.type.tensor_type.shape.dim[1].dim_value
     shapes = {t.name: list(t.dims) for t in model.graph.initializer}
+    # the last body conv (fire9 squeeze) also reads 512 channels: match the class count too
     return [n.name for n in model.graph.node
-            if n.op_type == "Conv" and shapes.get(n.input[1], [None])[1:] == [512, 1, 1]]
+            if n.op_type == "Conv" and shapes.get(n.input[1]) == [classes, 512, 1, 1]]
 
 
 class OnnxRunner:
