@@ -1,4 +1,4 @@
-"""`python -m federation split-data | certs | deploy | simulate` (see docs/OPERATORS.md)."""
+"""`python -m federation split-data | up | run | down | deploy` (see docs/OPERATORS.md)."""
 from __future__ import annotations
 
 import argparse

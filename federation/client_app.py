@@ -16,19 +16,20 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from federation.config import MODEL_VERSION, ConfigError, NodeConfig, RunConfig
 from federation.node_state import NodeRefusal, check_participants, check_seed
 from federation.secagg import MAX_WEIGHT
-from federation.task import Hospital, check_incoming, num_parameters
 
 log = logging.getLogger("dopamine.hospital")
 REFUSED = 600   # error code a hospital returns when it refuses (one-line reason)
 
 
 class HospitalClient(NumPyClient):
-    def __init__(self, run: RunConfig, node: NodeConfig) -> None:
-        self.run, self.node = run, node
+    def __init__(self, run: RunConfig, node: NodeConfig, run_id: int) -> None:
+        self.run, self.node, self.run_id = run, node, run_id
 
     def fit(self, parameters, config):
+        # torch and the trainer load only here: the three other SecAgg+ stages stay light.
+        from federation.task import Hospital, check_incoming, num_parameters
         run, node = self.run, self.node
-        hospital = Hospital(run, node)
+        hospital = Hospital(run, node, run_id=self.run_id)
         weights = check_incoming(parameters[0], expected=num_parameters(hospital.model),
                                  model_version=str(config.get("model-version", "")), node_version=MODEL_VERSION)
         server_round = int(config.get("server-round", 0))
@@ -42,7 +43,7 @@ class HospitalClient(NumPyClient):
 def client_fn(context: Context):
     run = RunConfig.from_flower(context.run_config)
     node = NodeConfig.from_flower(context.node_config, run)
-    return HospitalClient(run, node).to_client()
+    return HospitalClient(run, node, context.run_id).to_client()
 
 
 def _participants(stage: str, configs: ConfigRecord) -> int | None:

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from trainer.config import FEDERATED_MODES, TrainConfig, validate
-from trainer.model import ARCH
 
-MODEL_VERSION = f"{ARCH}/v1"     # bump when the architecture or the flat-vector layout changes
+# trainer.model.ARCH, spelled out so that the light SecAgg+ stages never import torch (a test
+# checks they agree). Bump the suffix when the architecture or the flat-vector layout changes.
+ARCH = "squeezenet1_1-dr"
+MODEL_VERSION = f"{ARCH}/v1"
 
 
 class ConfigError(ValueError):
@@ -46,7 +48,8 @@ class RunConfig:
     per_sample_method: str = "functorch"
     seed: int = -1                      # >= 0 only in test mode
     model_version: str = MODEL_VERSION
-    secagg_timeout: float = 30.0        # seconds a SecAgg+ stage waits for replies
+    secagg_timeout: float = 120.0       # seconds a SecAgg+ stage waits for replies
+    server_poll_interval: float = 0.0   # >0: ServerApp polls replies this often (federation/polling.py)
     node_wait: float = 60.0             # seconds the server waits for K hospitals before a round
     weight_scale: float = 8.0           # fedavg/fl-parallel-dp: weights sent as w / weight_scale
     eval_data: str = ""                 # server's held-out set (APTOS layout); "" = none

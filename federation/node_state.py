@@ -16,12 +16,10 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
 from trainer.privacy import PrivacyLedger
 
 LEDGER_FILE = "privacy_ledger.json"
-GENERATOR_FILE = "test_generator.pt"
+GENERATOR_FILE = "test_generator-{run_id}.pt"   # per run: a test run starts from its seed
 LEDGER_FORMAT = "dopamine-hospital-ledger"
 
 
@@ -125,14 +123,17 @@ class HospitalState:
         return self.ledger.epsilon()
 
     # -- test mode only: the seeded generator survives between ClientApp processes -----------------
-    def load_generator(self, generator: torch.Generator) -> torch.Generator:
-        path = self.dir / GENERATOR_FILE
+    def load_generator(self, generator, *, run_id: int):
+        import torch
+        path = self.dir / GENERATOR_FILE.format(run_id=run_id)
         if path.is_file():
             generator.set_state(torch.load(path, weights_only=True))
         return generator
 
-    def save_generator(self, generator: torch.Generator) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{GENERATOR_FILE}.", dir=self.dir)
+    def save_generator(self, generator, *, run_id: int) -> None:
+        import torch
+        name = GENERATOR_FILE.format(run_id=run_id)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.dir)
         os.close(fd)
         torch.save(generator.get_state(), tmp)
-        os.replace(tmp, self.dir / GENERATOR_FILE)
+        os.replace(tmp, self.dir / name)

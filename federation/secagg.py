@@ -17,8 +17,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import stats
-
 CLIP_DELTA_FRACTION = 0.01         # δ_clip = δ/100, subtracted from the accountant's δ
 DEFAULT_CLIPPING_RANGE = 8.0        # Flower's SecAggPlusWorkflow defaults
 DEFAULT_QUANTIZATION_RANGE = 2**22
@@ -58,6 +56,7 @@ def batch_size_bound(num_patients: int, *, sample_rate: float, tail: float) -> i
         raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
     if not 0 < tail < 1:
         raise ValueError(f"tail must be in (0, 1), got {tail}")
+    from scipy import stats
     bound = int(stats.binom.isf(tail, num_patients, sample_rate))
     while bound < num_patients and stats.binom.sf(bound, num_patients, sample_rate) > tail:
         bound += 1
@@ -70,6 +69,7 @@ def gaussian_bound(std: float, *, tail: float) -> float:
         raise ValueError(f"std must be >= 0, got {std}")
     if not 0 < tail < 1:
         raise ValueError(f"tail must be in (0, 1), got {tail}")
+    from scipy import stats
     return 0.0 if std == 0 else float(std * stats.norm.isf(tail / 2))
 
 

@@ -7,12 +7,13 @@ import torch
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.server import LegacyContext, ServerConfig
-from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.server.workflow import DefaultWorkflow
 
 from federation.config import RunConfig
 from federation.results import ResultsWriter, server_evaluator
 from federation.secagg import MAX_WEIGHT
 from federation.strategy import DopamineStrategy, FederationStop
+from federation.workflow import TimedSecAggPlusWorkflow
 from federation.task import Hospital, flat_weights, resolve_noise_multiplier, run_prescale
 from trainer.model import build_model
 
@@ -34,6 +35,9 @@ def initial_model(run: RunConfig) -> torch.nn.Module:
 def main(grid: Grid, context: Context) -> None:
     run = RunConfig.from_flower(context.run_config)
     run.check()
+    if run.server_poll_interval > 0:
+        from federation.polling import fast_server_grid
+        fast_server_grid(run.server_poll_interval)
     writer = ResultsWriter(run)
     strategy = model = None
     try:
@@ -49,8 +53,9 @@ def main(grid: Grid, context: Context) -> None:
         writer.start(strategy)
         max_weight = MAX_WEIGHT if run.mode == "dopamine" else float(run.max_patients)
         scale_range = prescale.clipping_range if prescale else 8.0
-        secagg = SecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=run.k_min, max_weight=max_weight,
-                                    clipping_range=scale_range, timeout=run.secagg_timeout)
+        secagg = TimedSecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=run.k_min, max_weight=max_weight,
+                                          clipping_range=scale_range, timeout=run.secagg_timeout)
+        strategy.stage_seconds = lambda: dict(getattr(secagg, "stage_seconds", {}))
         legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=run.rounds), strategy=strategy)
         DefaultWorkflow(fit_workflow=secagg)(grid, legacy)
         strategy.check_round_done(run.rounds)

@@ -54,6 +54,7 @@ class DopamineStrategy(Strategy):
         self.ledger = PrivacyLedger(delta=accountant_delta or run.delta, accountant=run.accountant)
         self.expected_batch = run.sample_rate * run.total_patients
         self._round_started = 0.0
+        self.stage_seconds = dict   # set by the ServerApp to the workflow's per-stage timer
 
     # -- parameters -------------------------------------------------------------------------
     def _parameters(self) -> Parameters:
@@ -102,6 +103,7 @@ class DopamineStrategy(Strategy):
             self.weights = torch.from_numpy(mean * run.weight_scale).to(self.weights.dtype)
         self.rounds.append({"round": server_round, "participants": n, "failures": reasons,
                             "seconds": round(time.perf_counter() - self._round_started, 3),
+                            "stage_seconds": self.stage_seconds(),
                             **self.privacy()})
         log.info("round %d: %d hospitals aggregated, %d failures %s", server_round, n, len(failures), reasons)
         return self._parameters(), {}

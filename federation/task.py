@@ -95,8 +95,8 @@ def run_prescale(run: RunConfig, *, dimension: int, noise_multiplier: float) -> 
 class Hospital:
     """One hospital node for one run: its data, model, guards and (test mode) generator."""
 
-    def __init__(self, run: RunConfig, node: NodeConfig) -> None:
-        self.run, self.node = run, node
+    def __init__(self, run: RunConfig, node: NodeConfig, *, run_id: int = 0) -> None:
+        self.run, self.node, self.run_id = run, node, run_id
         self.state = HospitalState(node.state_dir, delta=self.accountant_delta(run), accountant=run.accountant,
                                    target_epsilon=node.target_epsilon or run.target_epsilon or None)
         self.data = load_hospital(node.data_dir, image_size=run.image_size,
@@ -109,7 +109,8 @@ class Hospital:
         if run.seed_or_none is not None:
             if node.hospital_index < 0:
                 raise ConfigError("test mode needs node config hospital-index (the simulator's hospital k)")
-            self.generator = self.state.load_generator(make_generator(run.seed_or_none, node.hospital_index + 1))
+            self.generator = self.state.load_generator(make_generator(run.seed_or_none, node.hospital_index + 1),
+                                                       run_id=run_id)
         self.augment = Augment(PreprocessConfig(image_size=run.image_size)) if run.augment else None
 
     @staticmethod
@@ -140,7 +141,7 @@ class Hospital:
                               generator=self.generator, augment=self.augment)
         self.state.record(noise_multiplier=noise_multiplier, sample_rate=run.sample_rate)
         if self.generator is not None:
-            self.state.save_generator(self.generator)
+            self.state.save_generator(self.generator, run_id=self.run_id)
         return (share.double() / prescale.scale).numpy()
 
     def local_weights(self, weights: torch.Tensor, *, server_round: int) -> np.ndarray:
@@ -162,5 +163,5 @@ class Hospital:
         mode.local_training(0)
         self.state.save()
         if self.generator is not None:
-            self.state.save_generator(self.generator)
+            self.state.save_generator(self.generator, run_id=self.run_id)
         return (mode.weights().double() / self.run.weight_scale).numpy()

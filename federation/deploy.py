@@ -1,0 +1,296 @@
+"""A real Flower deployment on one machine: `flower-superlink` + K `flower-supernode` processes on
+127.0.0.1, TLS from a (throw-away) CA, SuperNode authentication with registered keys, runtime
+dependency installation disabled. Everything started is stopped by PID, also on failure.
+
+    with Deployment(spec) as dep:        # up(): SuperLink, registration, SuperNodes
+        results = dep.run({"rounds": 2}) # flwr run federation <connection>, waits for the end
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from federation.node_state import atomic_write_bytes
+from federation.procs import alive, free_port, start, start_time, stop_pids
+
+REPO = Path(__file__).resolve().parent.parent
+APP_DIR = REPO / "federation"
+BIN = Path(sys.executable).parent
+CONNECTION = "dopamine-local"
+
+
+class DeployError(RuntimeError):
+    """The deployment could not start or a run failed; the message says which part and why."""
+
+
+@dataclass
+class DeploySpec:
+    workdir: Path                       # logs, pids.json, FLWR_HOME dirs, node state dirs
+    certs: Path                         # scripts/make_certs.sh output
+    hospital_dirs: list[Path]           # one data folder per hospital
+    test_mode: bool = False             # nodes accept a seed: tests only, never a deployment
+    port: int | None = None             # SuperLink HTTP port (Fleet + Control + Runtime); None: free
+    node_extra: list[dict] = field(default_factory=list)   # extra node config per hospital (tests)
+    register: bool = True               # register the hospitals' keys (False: test an unknown node)
+    superlink_address: str | None = None   # SuperNodes dial this (default 127.0.0.1:port)
+    poll_interval: float = 0.0          # >0: SuperNodes and ServerApp poll this often (polling.py)
+
+    def check(self) -> None:
+        for name in ("ca.crt", "server.crt", "server.key"):
+            if not (self.certs / name).is_file():
+                raise DeployError(f"missing certificate {self.certs / name}: run scripts/make_certs.sh "
+                                  f"{self.certs} {len(self.hospital_dirs)}")
+        for k, data in enumerate(self.hospital_dirs):
+            if not (self.certs / f"hospital-{k}" / "auth_key").is_file():
+                raise DeployError(f"missing hospital key {self.certs / f'hospital-{k}' / 'auth_key'}")
+            if not Path(data).is_dir():
+                raise DeployError(f"hospital {k} data-dir {data} does not exist")
+
+
+class Deployment:
+    def __init__(self, spec: DeploySpec) -> None:
+        spec.check()
+        self.spec = spec
+        self.work = Path(spec.workdir).resolve()
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.port = spec.port or free_port()
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.cli_home = self.work / "flwr-home"
+
+    # -- environment --------------------------------------------------------------------------
+    def env(self, flwr_home: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "FLWR_HOME": str(flwr_home),
+                    "PYTHONPATH": str(REPO), "FLWR_DISABLE_UPDATE_CHECK": "1",
+                    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", "PYTHONUNBUFFERED": "1"})
+        if self.spec.poll_interval > 0:   # SuperExec's own knob (default 1 s)
+            env["FLWR_SUPEREXEC_TASK_POLL_INTERVAL"] = str(self.spec.poll_interval)
+        return env
+
+    def _write_cli_config(self) -> None:
+        ca = (self.spec.certs / "ca.crt").resolve()
+        text = (f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+                f'address = "127.0.0.1:{self.port}"\nroot-certificates = "{ca}"\n')
+        self.cli_home.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.cli_home / "config.toml", text.encode())
+
+    def flwr(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """The flwr CLI against this deployment's SuperLink (its own FLWR_HOME)."""
+        env = self.env(self.cli_home) | {"COLUMNS": "200", "NO_COLOR": "1"}
+        return subprocess.run([str(BIN / "flwr"), *args], env=env, capture_output=True, text=True,
+                              timeout=timeout, cwd=REPO)
+
+    # -- up / down ------------------------------------------------------------------------------
+    def __enter__(self) -> "Deployment":
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+    def up(self, timeout: float = 90) -> None:
+        self._write_cli_config()
+        self._save_pids()
+        self.start_superlink(timeout=timeout)
+        if self.spec.register:
+            for k in range(len(self.spec.hospital_dirs)):
+                self.register(k)
+        for k in range(len(self.spec.hospital_dirs)):
+            self.start_supernode(k)
+        self.wait_nodes(len(self.spec.hospital_dirs) if self.spec.register else 0, timeout=timeout)
+
+    def start_superlink(self, *, timeout: float) -> None:
+        certs = self.spec.certs.resolve()
+        cmd = [str(BIN / "flower-superlink"), "--ssl-ca-certfile", str(certs / "ca.crt"),
+               "--ssl-certfile", str(certs / "server.crt"), "--ssl-keyfile", str(certs / "server.key"),
+               "--enable-supernode-auth", "--disable-runtime-dependency-installation",
+               "--isolation", "subprocess", "--host", "127.0.0.1", "--port", str(self.port),
+               "--database", str(self.work / "superlink.db")]
+        (self.work / "superlink.db").unlink(missing_ok=True)
+        self.procs["superlink"] = start(cmd, log=self.work / "superlink.log", env=self.env(self.work / "link-home"))
+        self._save_pids()
+        deadline = time.monotonic() + timeout
+        context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+        while time.monotonic() < deadline:
+            if not alive(self.procs["superlink"].pid):
+                raise DeployError(f"flower-superlink exited: {self._tail('superlink')}")
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/health", context=context, timeout=2):
+                    return
+            except (OSError, ValueError):
+                time.sleep(0.5)
+        raise DeployError(f"flower-superlink did not answer on 127.0.0.1:{self.port} within {timeout:.0f} s")
+
+    def register(self, k: int) -> None:
+        pub = (self.spec.certs / f"hospital-{k}" / "auth_key.pub").resolve()
+        out = self.flwr("supernode", "register", str(pub), CONNECTION, "--name", f"hospital-{k}")
+        if out.returncode != 0:
+            raise DeployError(f"registering hospital-{k} ({pub}) failed: {_last_line(out)}")
+
+    def node_config(self, k: int) -> dict:
+        node = {"data-dir": str(Path(self.spec.hospital_dirs[k]).resolve()),
+                "state-dir": str(self.work / f"hospital-{k}" / "state")}
+        if self.spec.test_mode:
+            node.update({"test-mode": True, "hospital-index": k})
+        if k < len(self.spec.node_extra):
+            node.update(self.spec.node_extra[k])
+        return node
+
+    def start_supernode(self, k: int) -> None:
+        home = self.work / f"hospital-{k}"
+        home.mkdir(parents=True, exist_ok=True)
+        node_config = " ".join(f"{key}={_toml(value)}" for key, value in self.node_config(k).items())
+        launcher = [str(BIN / "flower-supernode")]
+        if self.spec.poll_interval > 0:
+            launcher = [sys.executable, "-m", "federation.polling", str(self.spec.poll_interval)]
+        cmd = [*launcher, "--root-certificates", str((self.spec.certs / "ca.crt").resolve()),
+               "--superlink", self.spec.superlink_address or f"127.0.0.1:{self.port}",
+               "--auth-supernode-private-key", str((self.spec.certs / f"hospital-{k}" / "auth_key").resolve()),
+               "--node-config", node_config, "--isolation", "subprocess",
+               "--host", "127.0.0.1", "--port", str(free_port()), "--max-wait-time", "60"]
+        self.procs[f"hospital-{k}"] = start(cmd, log=home / "supernode.log", env=self.env(home / "flwr-home"))
+        self._save_pids()
+
+    def wait_nodes(self, count: int, *, timeout: float) -> None:
+        """Wait until `count` SuperNodes are online (flwr supernode list)."""
+        deadline = time.monotonic() + timeout
+        online = 0
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if not alive(proc.pid):
+                    raise DeployError(f"{name} exited: {self._tail(name)}")
+            online = self.online_nodes()
+            if online >= count:
+                return
+            time.sleep(1.0)
+        raise DeployError(f"only {online} of {count} SuperNodes came online within {timeout:.0f} s")
+
+    def online_nodes(self) -> int:
+        out = self.flwr("supernode", "list", CONNECTION, "--format", "json")
+        try:
+            nodes = json.loads(out.stdout).get("nodes", [])
+        except ValueError:
+            return 0
+        return sum(1 for n in nodes if str(n.get("status", "")).lower() == "online")
+
+    def kill_node(self, k: int) -> None:
+        """Hard-kill one hospital (its SuperNode and everything below it): a dropout."""
+        proc = self.procs.pop(f"hospital-{k}")
+        stop_pids([proc.pid], grace=0.0)
+        proc.wait(timeout=10)
+        self._save_pids()
+
+    def down(self) -> None:
+        pids = [p.pid for p in self.procs.values()] + self._recorded_pids()
+        stop_pids(sorted(set(pids)))
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.procs.clear()
+        self._save_pids()
+
+    def _save_pids(self) -> None:
+        data = {"port": self.port, "spec": {"certs": str(self.spec.certs.resolve()),
+                                            "hospital_dirs": [str(d) for d in self.spec.hospital_dirs],
+                                            "test_mode": self.spec.test_mode,
+                                            "poll_interval": self.spec.poll_interval},
+                "pids": {name: [proc.pid, start_time(proc.pid)] for name, proc in self.procs.items()}}
+        atomic_write_bytes(self.work / "pids.json", json.dumps(data, indent=1).encode())
+
+    def _recorded_pids(self) -> list[int]:
+        """PIDs a previous `up` recorded, only if each is still the very process started then."""
+        try:
+            data = json.loads((self.work / "pids.json").read_text())
+            return [pid for pid, started in data["pids"].values() if started and start_time(pid) == started]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+
+    @classmethod
+    def attach(cls, workdir: str | Path) -> "Deployment":
+        """The deployment a previous `python -m federation up --workdir W` started (for run/down)."""
+        path = Path(workdir) / "pids.json"
+        try:
+            data = json.loads(path.read_text())
+            spec = DeploySpec(workdir=Path(workdir), certs=Path(data["spec"]["certs"]),
+                              hospital_dirs=[Path(d) for d in data["spec"]["hospital_dirs"]],
+                              test_mode=data["spec"]["test_mode"], port=data["port"],
+                              poll_interval=data["spec"]["poll_interval"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DeployError(f"{path}: no deployment recorded there ({exc})") from None
+        return cls(spec)
+
+    def _tail(self, name: str) -> str:
+        log = self.work / "superlink.log" if name == "superlink" else self.work / name / "supernode.log"
+        lines = [l for l in log.read_text(errors="replace").splitlines() if l.strip()] if log.exists() else []
+        return " | ".join(lines[-3:]) or "(no output)"
+
+    # -- a run ----------------------------------------------------------------------------------
+    def run(self, config: dict, *, timeout: float = 240) -> dict:
+        """`flwr run` the app with run-config overrides; wait for its end; return results.json.
+
+        Raises:
+            DeployError: the run could not start, failed without results, or timed out.
+        """
+        out_dir = Path(config.setdefault("out-dir", str(self.work / f"run-{time.time_ns()}")))
+        if self.spec.poll_interval > 0:
+            config.setdefault("server-poll-interval", self.spec.poll_interval)
+        overrides = " ".join(f"{key}={_toml(value)}" for key, value in config.items())
+        started = self.flwr("run", str(APP_DIR), CONNECTION, "--run-config", overrides, "--format", "json")
+        try:
+            run_id = int(json.loads(started.stdout)["run-id"])
+        except (ValueError, KeyError, TypeError):
+            raise DeployError(f"flwr run failed: {_last_line(started)}") from None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.run_status(run_id)
+            if status.startswith("finished"):
+                break
+            time.sleep(0.5)
+        else:
+            self.flwr("stop", str(run_id), CONNECTION)
+            raise DeployError(f"run {run_id} did not finish within {timeout:.0f} s (stopped it)")
+        results = out_dir / "results.json"
+        if not results.is_file():
+            raise DeployError(f"run {run_id} {status} without results: see {self.work}/superlink.log")
+        data = json.loads(results.read_text())
+        data["run_id"], data["flwr_status"] = run_id, status
+        return data
+
+    def run_status(self, run_id: int) -> str:
+        out = self.flwr("list", CONNECTION, "--run-id", str(run_id), "--format", "json")
+        try:
+            runs = json.loads(out.stdout)["runs"]
+            return str(runs[0]["status"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            return "unknown"
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))
+
+
+def _last_line(out: subprocess.CompletedProcess) -> str:
+    text = (out.stderr or "") + "\n" + (out.stdout or "")
+    lines = [l.strip() for l in text.splitlines() if l.strip() and not set(l.strip()) <= set("─│╭╮╰╯ ")]
+    return lines[-1].strip("│ ") if lines else f"exit code {out.returncode}"
+
+
+__all__ = ["Deployment", "DeploySpec", "DeployError", "shlex"]

@@ -1,0 +1,104 @@
+"""CLI for a local deployment: `up`, `run`, `down`, and `deploy` (up + run + down, always down).
+
+    python -m federation up   --workdir W --certs CERTS --data-root SPLIT --hospitals 3
+    python -m federation run  --workdir W -c 'rounds=3 total-patients=64 max-patients=22'
+    python -m federation down --workdir W
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+from federation.deploy import DeployError, Deployment, DeploySpec
+
+
+def _spec_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", required=True, type=Path, help="logs, pids.json, node state")
+    parser.add_argument("--certs", required=True, type=Path, help="output of scripts/make_certs.sh")
+    parser.add_argument("--data-root", required=True, type=Path, help="holds hospital-<k>/ folders")
+    parser.add_argument("--hospitals", required=True, type=int, help="number of SuperNodes K")
+    parser.add_argument("--port", type=int, default=None, help="SuperLink port (default: a free one)")
+    parser.add_argument("--poll-interval", type=float, default=0.0,
+                        help="poll every S seconds instead of Flower's fixed 3 s (federation/polling.py)")
+    parser.add_argument("--test-mode", action="store_true",
+                        help="nodes accept a seed (tests only: noise becomes predictable)")
+
+
+def _run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--run-config", default="", help="overrides, e.g. 'rounds=3 seed=0'")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the run")
+
+
+def add_commands(sub) -> None:
+    _spec_args(sub.add_parser("up", help="start SuperLink + K SuperNodes (TLS, auth) and leave them running"))
+    _run_args(run := sub.add_parser("run", help="flwr run the app on a deployment started by `up`"))
+    run.add_argument("--workdir", required=True, type=Path)
+    sub.add_parser("down", help="stop everything `up` started (by PID)").add_argument(
+        "--workdir", required=True, type=Path)
+    deploy = sub.add_parser("deploy", help="up + run + down (stops everything, also on failure)")
+    _spec_args(deploy)
+    _run_args(deploy)
+
+
+def parse_overrides(text: str) -> dict:
+    """'a=1 b="x" c=true' -> {"a": 1, "b": "x", "c": True} (TOML values)."""
+    import tomllib
+    out = {}
+    for item in shlex.split(text):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"run config override {item!r} is not key=value")
+        try:
+            out[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value
+    return out
+
+
+def _spec(args) -> DeploySpec:
+    if args.hospitals < 2:
+        raise ValueError(f"--hospitals must be >= 2 (SecAgg+ needs two), got {args.hospitals}")
+    dirs = [args.data_root / f"hospital-{k}" for k in range(args.hospitals)]
+    return DeploySpec(workdir=args.workdir, certs=args.certs, hospital_dirs=dirs, test_mode=args.test_mode,
+                      port=args.port, poll_interval=args.poll_interval)
+
+
+def _print_results(results: dict) -> int:
+    rounds = results.get("rounds", [])
+    for r in rounds:
+        print(f"round {r['round']}: {r['participants']} hospitals, {r['seconds']:.1f} s, "
+              f"epsilon {r.get('epsilon', '-')}" + (f", held-out accuracy {r['eval']['accuracy']:.3f}"
+                                                    if r.get("eval") else ""))
+    print(f"{results['status']}: {results['reason']}")
+    return 0 if results["status"] == "completed" else 1
+
+
+def run(args) -> int:
+    try:
+        if args.command == "up":
+            dep = Deployment(_spec(args))
+            try:
+                dep.up()
+            except BaseException:
+                dep.down()
+                raise
+            print(f"SuperLink on 127.0.0.1:{dep.port} (TLS, SuperNode auth), {args.hospitals} SuperNodes online; "
+                  f"PIDs in {args.workdir / 'pids.json'}; flwr CLI home {dep.cli_home}")
+            return 0
+        if args.command == "down":
+            Deployment.attach(args.workdir).down()
+            print(f"stopped every process recorded in {args.workdir / 'pids.json'}")
+            return 0
+        if args.command == "run":
+            return _print_results(Deployment.attach(args.workdir).run(
+                parse_overrides(args.run_config), timeout=args.timeout))
+        with Deployment(_spec(args)) as dep:
+            return _print_results(dep.run(parse_overrides(args.run_config), timeout=args.timeout))
+    except DeployError as exc:
+        print(f"error: {exc}")
+        return 1
+
+
+__all__ = ["add_commands", "run", "json"]
