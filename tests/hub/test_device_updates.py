@@ -1,0 +1,260 @@
+"""Issue 8 end to end on loopback: devices train the head under DP, queue, approve, upload; the hub
+checks each update, aggregates, exports, publishes; a device syncs the new version.
+
+One trained-ish checkpoint and one export per session (64 px, ~300 synthetic images, a few epochs).
+"""
+import json
+import re
+import socket
+import time
+
+import numpy as np
+import pytest
+import requests
+from fixtures_bundle import HubProcess, run_cli
+
+from edge_client.api import EdgeClient
+from edge_client.budget import BudgetExceeded
+from edge_client.runtimes import LiteRTRuntime
+from edge_client.training import RoundSettings, extract_features
+
+pytestmark = [pytest.mark.timeout(900),
+              pytest.mark.skipif(not LiteRTRuntime.available(), reason="ai-edge-litert not installed")]
+
+DEVICES, PER_DEVICE, SIZE = 3, 60, 64
+EXPORT_ARGS = ["--calibration-images", "16", "--test-images", "40", "--latency-runs", "1", "--min-agreement", "0.8"]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A briefly trained model (backbone a few epochs, then its head fitted), exported once (int8 TFLite)."""
+    import torch
+
+    from edge_client.preprocess import PreprocessConfig
+    from trainer.checkpoint import save_checkpoint
+    from trainer.data.arrays import load_arrays
+    from trainer.data.datasets import load_dataset
+    from trainer.data.synth import generate_dataset
+    from trainer.model import build_model
+
+    work = tmp_path_factory.mktemp("device_updates")
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    ds = load_dataset(generate_dataset(work / "data", 300 + DEVICES * PER_DEVICE, size=SIZE, seed=8))
+    train = ds.samples[:300]
+    x, y, _ = load_arrays(train, PreprocessConfig(image_size=SIZE))
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    model = build_model()
+    opt = torch.optim.Adam(model.parameters(), lr=5e-4)
+    for _ in range(4):
+        model.train()
+        for idx in torch.randperm(len(x)).split(32):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        feats = model.forward_features(x)
+    head_opt = torch.optim.Adam(model.classifier[1].parameters(), lr=0.01)
+    for _ in range(300):  # fit the head on the frozen features: a meaningful starting accuracy
+        head_opt.zero_grad()
+        torch.nn.functional.cross_entropy(model.head(feats), y).backward()
+        head_opt.step()
+    save_checkpoint(work / "model.pt", model, preprocess=PreprocessConfig(image_size=SIZE).to_dict(),
+                    mode="dopamine", privacy={"epsilon": 7.5, "delta": 1e-5, "accountant": "rdp",
+                                              "privacy_model": "patient-level (test fixture)",
+                                              "noise_multiplier": 1.0, "sample_rate": 0.1, "steps": 10,
+                                              "clipping_norm": 2.0})
+    assert run_cli("export", "keygen", "--out", work / "keys").returncode == 0
+    r = run_cli("export", "all", "--checkpoint", work / "model.pt", "--out", work / "dist", "--formats", "tflite",
+                "--key", work / "keys" / "private.key", *EXPORT_ARGS, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    devices = []
+    for d in range(DEVICES):  # each device's photos and the specialist's labels CSV beside them
+        photos = ds.samples[300 + d * PER_DEVICE:300 + (d + 1) * PER_DEVICE]
+        lines = ["image,grade,patient"] + [f"../data/train_images/{s.image_path.name},{s.grade},"
+                                           f"p{i // 2 if d == 0 else i}" for i, s in enumerate(photos)]
+        csv = work / f"clinic{d}" / "labels.csv"
+        csv.parent.mkdir()
+        csv.write_text("\n".join(lines) + "\n")
+        devices.append(csv)
+    return work, devices
+
+
+def _hub(tmp_path, work, *, min_updates):
+    root = tmp_path / "hub"
+    r = run_cli("hub", "init", "--root", root, "--publisher-key", work / "keys" / "public.key", "--signing-key",
+                work / "keys" / "private.key", "--min-updates", min_updates, "--export-formats", "tflite",
+                *[f"--export-arg={a}" for a in EXPORT_ARGS])
+    assert r.returncode == 0, r.stderr
+    assert (root / "private" / "signing.key").stat().st_mode & 0o777 == 0o600
+    r = run_cli("hub", "publish", work / "dist", "--root", root, "--checkpoint", work / "model.pt")
+    assert r.returncode == 0, r.stderr
+    tokens = [run_cli("hub", "token", "issue", "--name", f"clinic-{d}", "--root", root).stdout.strip()
+              for d in range(DEVICES)]
+    return root, tokens
+
+
+def _accuracy(client: EdgeClient, csvs) -> float:
+    """Top-1 accuracy of the device's installed (shared) model on every device's photos."""
+    inst = client._active()
+    hits = total = 0
+    for csv in csvs:
+        photos = client.list_labelled_photos(csv)
+        _, logits = extract_features(client._runtime_for(inst), inst.manifest, [p.path for p in photos])
+        hits += int((logits.argmax(1) == np.array([p.grade for p in photos])).sum())
+        total += len(photos)
+    return hits / total
+
+
+def _dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once closed
+
+
+def test_three_devices_train_upload_and_the_hub_publishes_the_next_version(tmp_path, trained):
+    work, csvs = trained
+    root, tokens = _hub(tmp_path, work, min_updates=DEVICES)
+    key = work / "keys" / "public.key"
+    with HubProcess(root) as hub:
+        homes = [tmp_path / f"tablet{d}" for d in range(DEVICES)]
+        for home in homes:
+            assert run_cli("edge_client", "sync", "--server", hub.url, "--key", key, "--home", home,
+                           "--quiet").returncode == 0
+        before = _accuracy(EdgeClient(homes[0]), csvs)
+
+        # device 0 through the CLI: train, list, approve, upload
+        r = run_cli("edge_client", "train", "--labels", csvs[0], "--epsilon", "5", "--seed", "0", "--json",
+                    "--home", homes[0])
+        assert r.returncode == 0, r.stderr
+        result = json.loads(r.stdout)
+        assert result["mode"] == "federated" and result["patients"] == PER_DEVICE // 2
+        assert 4.9 < result["epsilon_spent"] <= 5.0 and result["base_version"] == 1
+        listing = run_cli("edge_client", "updates", "list", "--home", homes[0]).stdout
+        assert "pending" in listing
+        nothing = run_cli("edge_client", "updates", "upload", "--server", hub.url, "--token", tokens[0],
+                          "--home", homes[0])
+        assert "nothing approved" in nothing.stdout  # never uploaded without the user's approval
+        assert run_cli("edge_client", "updates", "approve", str(result["update_id"]), "--home",
+                       homes[0]).returncode == 0
+        up = run_cli("edge_client", "updates", "upload", "--server", hub.url, "--token", tokens[0], "--home", homes[0])
+        assert up.returncode == 0 and "uploaded" in up.stdout, up.stdout + up.stderr
+
+        # devices 1 and 2 through the API (what the app's Train screen calls)
+        for d in (1, 2):
+            client = EdgeClient(homes[d])
+            stages = []
+            res = client.train_round(csvs[d], "federated", 5.0, seed=d, progress=lambda s, i, n: stages.append(s))
+            assert stages[0] == "features" and stages[-1] == "training"
+            assert [u.id for u in client.pending_updates()] == [res.update_id]
+            client.approve_update(res.update_id)
+            if d == 2:  # offline: the approved update waits, then goes when the hub is reachable
+                offline = client.upload_updates(_dead_url(), tokens[d])
+                assert offline.waiting == [res.update_id] and not offline.uploaded
+                assert client.pending_updates()[0].status == "approved"
+            report = client.upload_updates(hub.url, tokens[d])
+            assert report.uploaded == [res.update_id], report.messages
+            assert client.pending_updates() == []
+
+        for _ in range(600):  # the hub exports the next version in the background
+            if any(v["version"] == 2 for v in requests.get(hub.url + "/v1/versions").json()["versions"]):
+                break
+            import time
+            time.sleep(0.5)
+        else:
+            pytest.fail("no version 2: " + (root / "private" / "aggregate.log").read_text()[-2000:])
+        card = requests.get(hub.url + "/v1/versions/2/model-card").text
+        assert "no secure aggregation" in card and "one patient" in card and "noised head change" in card
+        per_device = re.search(r"Per device: \(ε ≤ ([0-9.]+), δ = 1e-05\)", card)
+        assert per_device and 4.9 <= float(per_device.group(1)) <= 5.0, card[:600]
+        assert requests.get(hub.url + "/v1/artifacts/2/model.pt").status_code == 404  # the checkpoint stays private
+        synced = EdgeClient(homes[0]).sync(hub.url)
+        assert synced.updated and synced.version == 2
+        # device 1 has not synced: its next update is for version 1, which the hub refuses
+        late = EdgeClient(homes[1])
+        old = late.train_round(csvs[1], "federated", 2.0, seed=5)
+        late.approve_update(old.update_id)
+        report = late.upload_updates(hub.url, tokens[1])
+        assert report.rejected == [old.update_id] and "409" in report.messages[0]
+        assert late.update_queue()[0].status == "rejected"
+    model = EdgeClient(homes[0]).installed_model()
+    assert "device updates" in model.privacy_model and model.epsilon >= 5.0
+    after = _accuracy(EdgeClient(homes[0]), csvs)
+    print(f"\naccuracy on the devices' {DEVICES * PER_DEVICE} photos: v1 {before:.3f} -> v2 {after:.3f}")
+    assert after >= before - 0.02
+    assert (root / "private" / "checkpoints" / "2" / "model.pt").is_file()
+    assert "3 aggregated" not in run_cli("hub", "updates", "--root", root).stdout
+    assert run_cli("hub", "updates", "--root", root).stdout.count("aggregated") == DEVICES
+
+
+def test_personal_head_is_used_for_diagnoses_and_shares_the_budget(tmp_path, trained):
+    work, csvs = trained
+    root, _ = _hub(tmp_path, work, min_updates=99)
+    home = tmp_path / "tablet"
+    with HubProcess(root) as hub:
+        client = EdgeClient(home)
+        client.sync(hub.url, public_key=work / "keys" / "public.key")
+    photo = client.list_labelled_photos(csvs[1])[0].path
+    assert client.diagnose(photo).personal_head is False
+    settings = RoundSettings(budget=6.0)
+    res = client.train_round(csvs[1], "personal", 5.0, settings=settings, seed=1)
+    assert res.update_id is None and client.pending_updates() == []  # nothing queued: it stays here
+    assert client.diagnose(photo).personal_head is True
+    out = run_cli("edge_client", "diagnose", photo, "--home", home).stdout
+    assert "personal head" in out
+    status = client.budget_status(csvs[1])
+    assert status.rounds == 1 and 4.9 < status.spent <= 5.0
+    with pytest.raises(BudgetExceeded, match="over its budget"):  # federated draws from the same budget
+        client.train_round(csvs[1], "federated", 5.0, settings=settings, seed=1)
+    r = run_cli("edge_client", "train", "--labels", csvs[1], "--budget", "6", "--home", home)
+    assert r.returncode == 2 and "over its budget" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_labels_are_reported_all_at_once(tmp_path, trained):
+    work, csvs = trained
+    bad = csvs[0].parent / "bad.csv"
+    good = csvs[0].read_text().splitlines()[1]
+    bad.write_text(f"image,grade\n{good.split(',')[0]},7\nmissing.png,1\n{good.split(',')[0]},x\n")
+    r = run_cli("edge_client", "train", "--labels", bad, "--home", tmp_path / "t")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "row 2" in r.stderr and "row 3" in r.stderr and "row 4" in r.stderr
+
+
+def test_hub_rejects_bad_updates(tmp_path, trained):
+    work, csvs = trained
+    root, tokens = _hub(tmp_path, work, min_updates=99)
+    client = EdgeClient(tmp_path / "tablet")
+    with HubProcess(root) as hub:
+        client.sync(hub.url, public_key=work / "keys" / "public.key")
+        res = client.train_round(csvs[2], "federated", 5.0, seed=2)
+        good = client.update_payload(res.update_id)
+        url, auth = hub.url + "/v1/updates", {"Authorization": f"Bearer {tokens[0]}"}
+
+        def post(payload, headers=auth):
+            body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            return requests.post(url, data=body, headers=headers)
+
+        assert post(good).status_code == 202
+        cases = {
+            400: [b"{not json"],
+            422: [{**good, "delta_weight": good["delta_weight"][:4]}, {**good, "delta_bias": [0.0] * 6},
+                  {**good, "format": "other"}, {**good, "accountant": "prv"}, {**good, "epsilon": -1},
+                  {**good, "delta_weight": [[float("nan")] * 512] * 5}],
+            409: [{**good, "base_version": 0}],
+            413: [json.dumps({**good, "pad": "x" * 300_000}).encode()],
+        }
+        for status, payloads in cases.items():
+            for payload in payloads:
+                r = post(payload)
+                assert r.status_code == status and r.json()["error"], (status, r.text[:200])
+        assert post(good, {"Authorization": "Bearer dph_unknown"}).status_code == 401
+        assert post(good, {}).status_code == 401
+        assert run_cli("hub", "token", "revoke", "clinic-0", "--root", root).returncode == 0
+        assert post(good).status_code == 403
+        # the device keeps an update refused for its token, to retry with a valid one
+        client.approve_update(res.update_id)
+        assert client.upload_updates(hub.url, tokens[0]).waiting == [res.update_id]
+        assert client.upload_updates(hub.url, tokens[1]).uploaded == [res.update_id]
+    listing = run_cli("hub", "updates", "--root", root).stdout
+    assert listing.count("pending") == 2  # only the good updates were stored
