@@ -38,6 +38,7 @@ class RunConfig:
     delta: float = 1e-5
     accountant: str = "rdp"
     learning_rate: float = 0.5
+    optimizer: str = "sgd"              # server optimizer: sgd (the paper's) | adam (trainer.dp.mechanism)
     momentum: float = 0.9
     weight_decay: float = 0.0
     image_size: int = 32
@@ -55,6 +56,9 @@ class RunConfig:
     eval_data: str = ""                 # server's held-out set (APTOS layout); "" = none
     out_dir: str = ""                   # where the server writes results.json (+ test aggregates)
     init_weights: str = ""              # a model.pt to start from; "" = fresh model
+    test_stall_hospital: int = -1       # test-mode nodes only: this hospital sleeps in round
+    test_stall_round: int = -1          # test-stall-round's training for test-stall-seconds, so a
+    test_stall_seconds: float = 0.0     # test can kill it mid-round (dropout test)
     sim_data_root: str = ""             # simulation engine only: <root>/hospital-<partition-id>
     sim_state_root: str = ""
 
@@ -79,7 +83,7 @@ class RunConfig:
             sample_rate=self.sample_rate, clipping_norm=self.clipping_norm,
             noise_multiplier=None if self.noise_multiplier < 0 else self.noise_multiplier,
             target_epsilon=self.target_epsilon or None, delta=self.delta, accountant=self.accountant,
-            learning_rate=self.learning_rate, momentum=self.momentum, weight_decay=self.weight_decay,
+            learning_rate=self.learning_rate, optimizer=self.optimizer, momentum=self.momentum, weight_decay=self.weight_decay,
             image_size=self.image_size, augment=self.augment, dropout=self.dropout,
             local_epochs=self.local_epochs, local_batch_size=self.local_batch_size, client_fraction=1.0,
             per_sample_method=self.per_sample_method, seed=self.seed_or_none)
@@ -97,6 +101,9 @@ class RunConfig:
         if self.mode == "dopamine" and not 2 <= self.k_min <= self.hospitals:
             raise ConfigError(f"run config min-participants must be in [2, hospitals={self.hospitals}], "
                               f"got {self.k_min}")
+        if self.mode == "fl-parallel-dp" and not self.noise_multiplier > 0:
+            raise ConfigError("run config noise-multiplier must be > 0 for fl-parallel-dp (each hospital "
+                              "adds the full noise itself)")
         if self.max_patients < 1 or self.total_patients < self.max_patients:
             raise ConfigError("run config needs 1 <= max-patients <= total-patients "
                               f"(got {self.max_patients}, {self.total_patients})")
@@ -113,8 +120,6 @@ class NodeConfig:
     hospital_index: int = -1            # test mode: generator stream k+1, as in the simulator
     target_epsilon: float = 0.0         # this hospital's own budget; 0: take the run's
     min_participants: int = 0           # this hospital's own floor for K_min; 0: take the run's
-    test_stall_round: int = -1          # tests only: sleep in this round's training (dropout test)
-    test_stall_seconds: float = 0.0
 
     @classmethod
     def from_flower(cls, node_config: Mapping[str, Any], run: RunConfig) -> "NodeConfig":

@@ -39,7 +39,8 @@ class DeploySpec:
     test_mode: bool = False             # nodes accept a seed: tests only, never a deployment
     port: int | None = None             # SuperLink HTTP port (Fleet + Control + Runtime); None: free
     node_extra: list[dict] = field(default_factory=list)   # extra node config per hospital (tests)
-    register: bool = True               # register the hospitals' keys (False: test an unknown node)
+    unregistered: tuple[int, ...] = ()  # hospitals whose keys are NOT registered (tests)
+    connect_timeout: float = 60.0       # a SuperNode gives up reaching the SuperLink after this
     superlink_address: str | None = None   # SuperNodes dial this (default 127.0.0.1:port)
     poll_interval: float = 0.0          # >0: SuperNodes and ServerApp poll this often (polling.py)
 
@@ -104,12 +105,12 @@ class Deployment:
         self._write_cli_config()
         self._save_pids()
         self.start_superlink(timeout=timeout)
-        if self.spec.register:
-            for k in range(len(self.spec.hospital_dirs)):
-                self.register(k)
+        registered = [k for k in range(len(self.spec.hospital_dirs)) if k not in self.spec.unregistered]
+        for k in registered:
+            self.register(k)
         for k in range(len(self.spec.hospital_dirs)):
             self.start_supernode(k)
-        self.wait_nodes(len(self.spec.hospital_dirs) if self.spec.register else 0, timeout=timeout)
+        self.wait_nodes(len(registered), timeout=timeout)
 
     def start_superlink(self, *, timeout: float) -> None:
         certs = self.spec.certs.resolve()
@@ -159,7 +160,7 @@ class Deployment:
                "--superlink", self.spec.superlink_address or f"127.0.0.1:{self.port}",
                "--auth-supernode-private-key", str((self.spec.certs / f"hospital-{k}" / "auth_key").resolve()),
                "--node-config", node_config, "--isolation", "subprocess",
-               "--host", "127.0.0.1", "--port", str(free_port()), "--max-wait-time", "60"]
+               "--host", "127.0.0.1", "--port", str(free_port()), "--max-wait-time", str(self.spec.connect_timeout)]
         self.procs[f"hospital-{k}"] = start(cmd, log=home / "supernode.log", env=self.env(home / "flwr-home"))
         self._save_pids()
 
@@ -169,7 +170,8 @@ class Deployment:
         online = 0
         while time.monotonic() < deadline:
             for name, proc in self.procs.items():
-                if not alive(proc.pid):
+                unregistered = name in {f"hospital-{k}" for k in self.spec.unregistered}
+                if not alive(proc.pid) and not unregistered:
                     raise DeployError(f"{name} exited: {self._tail(name)}")
             online = self.online_nodes()
             if online >= count:

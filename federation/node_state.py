@@ -10,6 +10,8 @@ the node cannot know whether the server used it (see docs/OPERATORS.md, "Dropout
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -19,6 +21,7 @@ from pathlib import Path
 from trainer.privacy import PrivacyLedger
 
 LEDGER_FILE = "privacy_ledger.json"
+LOCK_FILE = ".ledger.lock"
 GENERATOR_FILE = "test_generator-{run_id}.pt"   # per run: a test run starts from its seed
 LEDGER_FORMAT = "dopamine-hospital-ledger"
 
@@ -109,11 +112,46 @@ class HospitalState:
             raise NodeRefusal(f"privacy budget: this round would take epsilon to {after:.3f} > "
                               f"{self.ledger.target_epsilon} (delta={self.ledger.delta}); refusing")
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """One writer at a time: two runs on the same node must not lose each other's steps."""
+        with open(self.dir / LOCK_FILE, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _reload(self) -> None:
+        path = self.dir / LEDGER_FILE
+        if path.is_file():
+            saved = self._read(path)
+            saved["target_epsilon"] = self.ledger.target_epsilon
+            self.ledger = PrivacyLedger.from_state_dict(saved)
+
     def record(self, *, noise_multiplier: float, sample_rate: float) -> None:
-        """Count one release of the sampled Gaussian mechanism and persist it before the share leaves."""
-        if noise_multiplier > 0:
+        """Count one release of the sampled Gaussian mechanism and persist it before the share leaves.
+
+        Raises:
+            NodeRefusal: if, counted with what other runs recorded meanwhile, it exceeds the budget.
+        """
+        if noise_multiplier <= 0:
+            return
+        with self._locked():
+            self._reload()
+            self.check_budget(noise_multiplier=noise_multiplier, sample_rate=sample_rate)
             self.ledger.step(noise_multiplier=noise_multiplier, sample_rate=sample_rate)
-        self.save()
+            self.save()
+
+    def record_steps(self, steps: list[tuple[float, float]]) -> None:
+        """Persist local DP-SGD steps (fl-parallel-dp) taken since the ledger was read."""
+        if not steps:
+            return
+        with self._locked():
+            self._reload()
+            for noise_multiplier, sample_rate in steps:
+                self.ledger.history = self.ledger._appended(noise_multiplier, sample_rate, 1)
+            self.save()
 
     def save(self) -> None:
         data = {"format": LEDGER_FORMAT, "ledger": self.ledger.state_dict()}

@@ -15,7 +15,7 @@ from flwr.server.strategy import Strategy
 
 from federation.config import RunConfig
 from federation.secagg import MAX_WEIGHT, PreScale
-from trainer.dp.mechanism import server_step
+from trainer.dp.mechanism import server_update
 from trainer.privacy import PrivacyLedger, round_up
 
 log = logging.getLogger("dopamine.federation")
@@ -26,7 +26,7 @@ class FederationStop(RuntimeError):
 
 
 class DopamineStrategy(Strategy):
-    """Server step for `dopamine` (momentum SGD on S / (q·ΣN_k)) and weight averaging for
+    """Server step for `dopamine` (the trainer's `server_update` on S / (q·ΣN_k)) and weight averaging for
     `fedavg` / `fl-parallel-dp`, over whatever SecAgg+ unmasked.
 
     Args:
@@ -44,7 +44,7 @@ class DopamineStrategy(Strategy):
         self.run = run
         self.weights = weights.clone()
         self.initial_weights = weights.clone()
-        self.momentum = torch.zeros_like(weights)
+        self.optimizer_state: dict = {}
         self.noise_multiplier = noise_multiplier
         self.prescale = prescale
         self.evaluate_fn = evaluate_fn
@@ -96,9 +96,10 @@ class DopamineStrategy(Strategy):
             aggregate = torch.from_numpy(mean * n * self.prescale.scale).to(self.weights.dtype)
             if self.record_aggregates:
                 self.aggregates.append(aggregate.numpy().copy())
-            self.weights, self.momentum = server_step(
-                self.weights, self.momentum, aggregate, expected_batch_size=self.expected_batch,
-                learning_rate=run.learning_rate, momentum=run.momentum, weight_decay=run.weight_decay)
+            self.weights, self.optimizer_state = server_update(
+                self.weights, self.optimizer_state, aggregate, optimizer=run.optimizer,
+                expected_batch_size=self.expected_batch, learning_rate=run.learning_rate,
+                momentum=run.momentum, weight_decay=run.weight_decay)
         else:
             self.weights = torch.from_numpy(mean * run.weight_scale).to(self.weights.dtype)
         self.rounds.append({"round": server_round, "participants": n, "failures": reasons,

@@ -118,9 +118,10 @@ class Hospital:
         return run.delta * (1 - CLIP_DELTA_FRACTION) if run.mode == "dopamine" else run.delta
 
     def _stall(self, server_round: int) -> None:
-        if self.node.test_mode and server_round == self.node.test_stall_round:
-            (Path(self.node.state_dir) / f"stalled-round-{server_round}").touch()
-            time.sleep(self.node.test_stall_seconds)
+        run, node = self.run, self.node
+        if node.test_mode and node.hospital_index == run.test_stall_hospital and server_round == run.test_stall_round:
+            (Path(node.state_dir) / f"stalled-round-{server_round}").touch()
+            time.sleep(run.test_stall_seconds)
 
     def dopamine_share(self, weights: torch.Tensor, *, server_round: int) -> np.ndarray:
         """s_k / M: the clipped sum plus this hospital's noise share, pre-scaled for SecAgg+.
@@ -160,8 +161,11 @@ class Hospital:
                                     steps=mode.local_steps[0])
             mode.ledgers = [self.state.ledger]
         self._stall(server_round)
+        before = mode.ledgers[0].steps if self.run.mode == "fl-parallel-dp" else 0
         mode.local_training(0)
-        self.state.save()
+        if self.run.mode == "fl-parallel-dp":
+            taken = mode.ledgers[0].steps - before
+            self.state.record_steps([(noise_multiplier, mode.sample_rates[0])] * taken)
         if self.generator is not None:
             self.state.save_generator(self.generator, run_id=self.run_id)
         return (mode.weights().double() / self.run.weight_scale).numpy()
