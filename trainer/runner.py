@@ -33,7 +33,9 @@ STATE_FILE = "state.pt"
 @torch.no_grad()
 def predict_probs(model: torch.nn.Module, images: torch.Tensor, batch: int = 256) -> np.ndarray:
     model.eval()
-    out = [torch.softmax(model(images[i:i + batch]).double(), dim=1) for i in range(0, len(images), batch)]
+    device = next(model.parameters()).device
+    out = [torch.softmax(model(images[i:i + batch].to(device)).double(), dim=1).cpu()
+           for i in range(0, len(images), batch)]
     return torch.cat(out).numpy() if out else np.zeros((0, 5))
 
 

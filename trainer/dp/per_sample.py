@@ -92,8 +92,11 @@ class PerSampleClipper:
         if images.shape[0] == 0:
             zero = torch.zeros(n_params, dtype=self.params[0].dtype, device=self.params[0].device)
             return ClippedSum(zero, 0, 0.0, 0.0)
+        device = self.params[0].device  # data stays on the CPU; only the batch moves
+        images, labels = images.to(device), labels.to(device)
         if patient_ids is None:
-            patient_ids = torch.arange(images.shape[0], device=images.device)
+            patient_ids = torch.arange(images.shape[0], device=device)
+        patient_ids = patient_ids.to(device)
         index, num_patients = _patient_index(patient_ids)
         one_per_patient = num_patients == images.shape[0]
         self.model.train()

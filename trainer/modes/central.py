@@ -26,7 +26,8 @@ class CentralMode(Mode):
             batch = images[idx]
             if self.augment is not None:
                 batch = self.augment(batch, self.server_generator)
-            loss = F.cross_entropy(self.model(batch), labels[idx])
+            device = self.params[0].device
+            loss = F.cross_entropy(self.model(batch.to(device)), labels[idx].to(device))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

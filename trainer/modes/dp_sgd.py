@@ -98,7 +98,7 @@ class DopamineMode(Mode):
         aggregate = clipped.total
         for generator in self.hospital_generators:  # each hospital's share, summed by SecAgg
             aggregate = aggregate + gaussian_noise(aggregate.numel(), std=self.share_std,
-                                                   generator=generator, dtype=aggregate.dtype)
+                                                   generator=generator, dtype=aggregate.dtype).to(aggregate.device)
         weights, self.optimizer_state = server_update(
             self.weights(), self.optimizer_state, aggregate, optimizer=c.optimizer,
             expected_batch_size=self.expected_batch, learning_rate=c.learning_rate, momentum=c.momentum,

@@ -56,7 +56,8 @@ class FedAvgMode(Mode):
                 images = data.images[idx]
                 if self.augment is not None:
                     images = self.augment(images, generator)
-                loss = F.cross_entropy(self.model(images), data.labels[idx])
+                device = self.params[0].device
+                loss = F.cross_entropy(self.model(images.to(device)), data.labels[idx].to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -101,7 +102,7 @@ class ParallelDPMode(FedAvgMode):
                 images = self.augment(images, generator)
             clipped = self.clipper.clipped_sum(images, labels, pids)
             noisy = clipped.total + gaussian_noise(clipped.total.numel(), std=self.noise_multiplier * c.clipping_norm,
-                                                   generator=generator, dtype=clipped.total.dtype)
+                                                   generator=generator, dtype=clipped.total.dtype).to(clipped.total.device)
             weights, optimizer_state = server_update(
                 self.weights(), optimizer_state, noisy, optimizer=c.optimizer, expected_batch_size=expected_batch,
                 learning_rate=c.learning_rate, momentum=c.momentum, weight_decay=c.weight_decay)
