@@ -307,9 +307,10 @@ class EdgeClient:
         Raises:
             ModelNotInstalled, LabelsError, ImageError, BudgetExceeded, ValueError.
         """
+        photos = read_labels(labels_csv)  # a bad CSV is reported first, model or not
         with self._lock:
             inst = self._active()
-            return run_round(self.home, inst, self._runtime_for(inst), labels_csv, mode=mode, epsilon=epsilon,
+            return run_round(self.home, inst, self._runtime_for(inst), photos, mode=mode, epsilon=epsilon,
                              settings=settings or RoundSettings(), seed=seed, progress=progress)
 
     def budget_status(self, photo_set: str | Path) -> BudgetStatus:

@@ -129,14 +129,14 @@ def extract_features(runtime, manifest: dict, paths: list[Path], progress: Progr
     return np.asarray(feats, np.float64), np.asarray(logits, np.float64)
 
 
-def run_round(home: Path, installed, runtime, labels_csv: str | Path, *, mode: str, epsilon: float,
+def run_round(home: Path, installed, runtime, labels_csv: str | Path | list, *, mode: str, epsilon: float,
               settings: RoundSettings = RoundSettings(), seed: int | None = None,
               progress: Progress | None = None) -> RoundResult:
     """Run one round (see the module docstring).
 
     Args:
         home: EDGE_HOME. installed: the active ``store.Installed``. runtime: its loaded runtime.
-        labels_csv: ``image,grade[,patient]``. mode: "personal" or "federated".
+        labels_csv: ``image,grade[,patient]`` (or its ``read_labels`` result). mode: "personal" or "federated".
         epsilon: what this round alone may cost (σ is calibrated to it).
         settings: public constants. seed: tests only (seeded noise is not private).
         progress: progress(stage, done, total), stage "features" then "training".
@@ -152,7 +152,7 @@ def run_round(home: Path, installed, runtime, labels_csv: str | Path, *, mode: s
         raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
     if epsilon > settings.budget:
         raise BudgetExceeded(f"epsilon {epsilon:g} for one round is over the budget {settings.budget:g}")
-    photos = read_labels(labels_csv)
+    photos = labels_csv if isinstance(labels_csv, list) else read_labels(labels_csv)
     index = {p: i for i, p in enumerate(dict.fromkeys(ph.patient for ph in photos))}
     patients = np.array([index[ph.patient] for ph in photos])
     labels = np.array([ph.grade for ph in photos])
