@@ -1,4 +1,7 @@
-"""`python -m edge_client sync|diagnose|history|rollback|status|train|updates|budget` (state: --home, $EDGE_HOME, app data)."""
+"""`python -m edge_client sync|diagnose|history|rollback|status|train|updates|budget`.
+
+State folder: --home, else $EDGE_HOME, else the platform's app data.
+"""
 from __future__ import annotations
 
 import argparse
@@ -75,7 +78,8 @@ def _train(client, args) -> int:
           f"{r.steps} steps, sigma={r.noise_multiplier:.3f}, q={r.sample_rate:.3f}, C={r.clipping_norm}\n"
           f"privacy: this round epsilon={r.epsilon_round:g}; photo set spent epsilon={r.epsilon_spent:.2f} of "
           f"{r.budget:g} (delta={r.delta:g}, rdp)\n"
-          f"accuracy on these photos: {r.accuracy_before:.1%} -> {r.accuracy_after:.1%} (stays on this device)\n{where}")
+          f"accuracy on these photos: {r.accuracy_before:.1%} -> {r.accuracy_after:.1%} "
+          f"(stays on this device)\n{where}")
     return 0
 
 
