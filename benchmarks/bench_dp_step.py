@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from trainer.dp.hospital import HospitalData  # noqa: E402
-from trainer.dp.mechanism import gaussian_noise, hospital_share  # noqa: E402
+from trainer.dp.mechanism import gaussian_noise, hospital_share, summed_noise_shares  # noqa: E402
 from trainer.dp.per_sample import METHODS, PerSampleClipper  # noqa: E402
 from trainer.model import build_model  # noqa: E402
 
@@ -85,7 +85,7 @@ def main() -> int:
     # One Dopamine round (K hospitals, each ~batch/K patients, each adding its noise share) against
     # one central DP-SGD step of the same total batch (one holder, one noise draw).
     size = max(int(s) for s in args.sizes.split(","))
-    method = args.methods.split(",")[0]
+    method = "opacus-ew" if "opacus-ew" in args.methods else args.methods.split(",")[0]
     clipper = PerSampleClipper(build_model(dropout=0.0).to(device), method=method, clipping_norm=1.0)
     images = torch.randn(args.batch, 3, size, size, device=device)
     labels = torch.randint(0, 5, (args.batch,), device=device)
@@ -95,10 +95,10 @@ def main() -> int:
         clipped = clipper.clipped_sum(images, labels)
         return clipped.total + gaussian_noise(n_params, std=1.0, generator=None).to(device)
 
-    def dopamine_batched():  # the simulator: one batched clipped sum, K noise shares
+    def dopamine_batched():  # the simulator: one batched clipped sum plus the K summed shares
         clipped = clipper.clipped_sum(images, labels)
-        return clipped.total + sum(gaussian_noise(n_params, std=1.0, generator=None).to(device)
-                                   for _ in range(args.hospitals))
+        shares = summed_noise_shares(n_params, share_std=1.0, generators=[None] * args.hospitals)
+        return clipped.total + shares.to(device)
 
     per_hospital = [(images[k::args.hospitals], labels[k::args.hospitals]) for k in range(args.hospitals)]
 

@@ -54,7 +54,7 @@ class TrainConfig:
     target_epsilon: float | None = None      # calibrates σ before training; stops at the budget
     delta: float = 1e-5
     accountant: str = "rdp"
-    per_sample_method: str = "functorch"
+    per_sample_method: str = "opacus-ew"
     # execution
     seed: int | None = 0                     # None: OS CSPRNG for noise and sampling
     device: str = "cpu"
@@ -93,13 +93,13 @@ PAPER = {
 DEMO = {
     "common": dict(image_size=64, hospitals=5, partition="iid", momentum=0.9, clipping_norm=1.0,
                    delta=1e-5, accountant="rdp", augment=True, dropout=0.0, optimizer="adam"),
-    "central": dict(rounds=10, batch_size=32, learning_rate=5e-4),
-    "central-dp": dict(rounds=10, batch_size=128, learning_rate=1e-3, target_epsilon=8.0,
+    "central": dict(rounds=15, batch_size=32, learning_rate=5e-4),
+    "central-dp": dict(rounds=10, batch_size=128, learning_rate=3e-4, target_epsilon=8.0,
                        noise_multiplier=None),
-    "fedavg": dict(rounds=10, client_fraction=1.0, local_epochs=1, local_batch_size=32, learning_rate=1e-3),
+    "fedavg": dict(rounds=10, client_fraction=1.0, local_epochs=1, local_batch_size=32, learning_rate=5e-4),
     "fl-parallel-dp": dict(rounds=10, client_fraction=1.0, local_epochs=1, local_batch_size=32,
-                           learning_rate=1e-3, target_epsilon=8.0, noise_multiplier=None),
-    "dopamine": dict(rounds=60, sample_rate=0.15, learning_rate=1e-3, target_epsilon=8.0,
+                           learning_rate=3e-4, target_epsilon=8.0, noise_multiplier=None),
+    "dopamine": dict(rounds=40, sample_rate=0.1, learning_rate=3e-4, target_epsilon=8.0,
                      noise_multiplier=None),
 }
 PRESETS = {"paper": PAPER, "demo": DEMO}

@@ -83,6 +83,22 @@ def _csprng_uniform(size: int) -> torch.Tensor:
     return torch.from_numpy(raw.astype(np.float64) / float(1 << 53))
 
 
+def summed_noise_shares(size: int, *, share_std: float, generators: list[torch.Generator | None],
+                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Σ_k N(0, share_std² I) over the hospitals, as the secure sum carries it (simulator only).
+
+    Seeded hospitals each draw their own share, in the order `hospital_step` would, so a Flower run
+    in test mode reproduces the sum. With the OS CSPRNG the K shares are independent Gaussians, whose
+    sum is exactly N(0, K·share_std² I): one draw, K times cheaper.
+    """
+    if all(generator is None for generator in generators):
+        return gaussian_noise(size, std=share_std * math.sqrt(len(generators)), generator=None, dtype=dtype)
+    total = torch.zeros(size, dtype=dtype)
+    for generator in generators:
+        total += gaussian_noise(size, std=share_std, generator=generator, dtype=dtype)
+    return total
+
+
 def hospital_share(clipped_total: torch.Tensor, *, noise_std: float,
                    generator: torch.Generator | None) -> torch.Tensor:
     """What a hospital sends into secure aggregation: its clipped sum plus its noise share.

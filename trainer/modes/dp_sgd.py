@@ -15,7 +15,7 @@ import math
 import torch
 
 from trainer.dp.hospital import HospitalData, sample_batch
-from trainer.dp.mechanism import gaussian_noise, noise_share_std, server_update
+from trainer.dp.mechanism import noise_share_std, server_update, summed_noise_shares
 from trainer.dp.per_sample import PerSampleClipper
 from trainer.modes.base import Mode
 from trainer.privacy import PrivacyLedger, calibrate_noise_multiplier
@@ -95,10 +95,9 @@ class DopamineMode(Mode):
             batches.append((images, labels, patients + 10**9 * len(batches)))  # disjoint patient ids
         images, labels, patients = (torch.cat(parts) for parts in zip(*batches))
         clipped = self.clipper.clipped_sum(images, labels, patients)
-        aggregate = clipped.total
-        for generator in self.hospital_generators:  # each hospital's share, summed by SecAgg
-            aggregate = aggregate + gaussian_noise(aggregate.numel(), std=self.share_std,
-                                                   generator=generator, dtype=aggregate.dtype).to(aggregate.device)
+        noise = summed_noise_shares(clipped.total.numel(), share_std=self.share_std,
+                                    generators=self.hospital_generators, dtype=clipped.total.dtype)
+        aggregate = clipped.total + noise.to(clipped.total.device)  # what SecAgg reveals: the sum
         weights, self.optimizer_state = server_update(
             self.weights(), self.optimizer_state, aggregate, optimizer=c.optimizer,
             expected_batch_size=self.expected_batch, learning_rate=c.learning_rate, momentum=c.momentum,
