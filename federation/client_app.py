@@ -65,6 +65,9 @@ def guard_mod(msg: Message, context: Context, call_next) -> Message:
         run = RunConfig.from_flower(context.run_config)
         node = NodeConfig.from_flower(context.node_config, run)
         check_seed(run.seed_or_none, test_mode=node.test_mode)
+        if run.model_version != MODEL_VERSION:
+            raise NodeRefusal(f"model version mismatch: server runs {run.model_version!r}, this node has "
+                              f"{MODEL_VERSION!r}; install the matching release on this node")
         configs = msg.content.config_records.get(RECORD_KEY_CONFIGS) if msg.has_content() else None
         if configs is not None and Key.STAGE in configs:
             participants = _participants(str(configs[Key.STAGE]), configs)

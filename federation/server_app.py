@@ -56,6 +56,7 @@ def main(grid: Grid, context: Context) -> None:
         secagg = TimedSecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=run.k_min, max_weight=max_weight,
                                           clipping_range=scale_range, timeout=run.secagg_timeout)
         strategy.stage_seconds = lambda: dict(getattr(secagg, "stage_seconds", {}))
+        strategy.halt_reasons = lambda: list(secagg.halt_reasons)
         legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=run.rounds), strategy=strategy)
         DefaultWorkflow(fit_workflow=secagg)(grid, legacy)
         strategy.check_round_done(run.rounds)

@@ -55,6 +55,7 @@ class DopamineStrategy(Strategy):
         self.expected_batch = run.sample_rate * run.total_patients
         self._round_started = 0.0
         self.stage_seconds = dict   # set by the ServerApp to the workflow's per-stage timer
+        self.halt_reasons = list    # set by the ServerApp: why SecAgg+ halted the last round
 
     # -- parameters -------------------------------------------------------------------------
     def _parameters(self) -> Parameters:
@@ -86,7 +87,7 @@ class DopamineStrategy(Strategy):
 
     def aggregate_fit(self, server_round: int, results, failures):
         run = self.run
-        reasons = sorted({_reason(f) for f in failures})
+        reasons = sorted({failure_reason(f) for f in failures})
         n = len(results)
         if n < run.k_min:
             raise FederationStop(f"round {server_round}: only {n} hospitals' shares survived, below "
@@ -112,8 +113,9 @@ class DopamineStrategy(Strategy):
     def check_round_done(self, server_round: int) -> None:
         """SecAgg+ halts a round silently (too few shares to unmask): stop the run, saying so."""
         if server_round >= 1 and not any(r["round"] == server_round for r in self.rounds):
+            reasons = "; ".join(self.halt_reasons()) or "dead or timed out"
             raise FederationStop(f"round {server_round} aborted by SecAgg+: fewer than K_min={self.run.k_min} "
-                                 "hospitals completed the protocol (dead, refused or timed out)")
+                                 f"hospitals completed the protocol ({reasons})")
 
     # -- evaluation: only at the server, on its own held-out set ------------------------------
     def configure_evaluate(self, server_round, parameters, client_manager):
@@ -139,14 +141,11 @@ class DopamineStrategy(Strategy):
         return {"epsilon": round_up(self.ledger.epsilon()), "steps": self.ledger.steps}
 
 
-def _reason(failure) -> str:
-    if isinstance(failure, BaseException):
-        text = str(failure.args[0] if failure.args else failure)
-    else:
-        text = str(failure)
-    if "reason" in text:  # flwr Error repr: keep its reason only
-        text = text.split("reason", 1)[1].strip(" :=\"'")
-    return text.splitlines()[0][:300] if text else type(failure).__name__
+def failure_reason(failure) -> str:
+    """One line from a SecAgg+ failure: a hospital's refusal reason (flwr Error) or the exception."""
+    error = failure.args[0] if isinstance(failure, BaseException) and failure.args else failure
+    text = getattr(error, "reason", None) or str(error)
+    return text.strip().splitlines()[0][:300] if text.strip() else type(failure).__name__
 
 
-__all__ = ["DopamineStrategy", "FederationStop", "MAX_WEIGHT"]
+__all__ = ["DopamineStrategy", "FederationStop", "MAX_WEIGHT", "failure_reason"]

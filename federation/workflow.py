@@ -7,19 +7,26 @@ from flwr.server.workflow import SecAggPlusWorkflow
 
 
 class TimedSecAggPlusWorkflow(SecAggPlusWorkflow):
-    """Records each stage's wall seconds in `stage_seconds` (reset at every setup stage)."""
+    """Records each stage's wall seconds in `stage_seconds` (reset at every setup stage) and, when
+    a stage halts the round, the hospitals' refusal reasons in `halt_reasons`."""
 
     stage_seconds: dict[str, float]
+    halt_reasons: list[str] = []
 
     def _timed(self, name: str, stage, grid, context, state) -> bool:
         started = time.perf_counter()
+        ok = False
         try:
-            return stage(grid, context, state)
+            ok = stage(grid, context, state)
+            return ok
         finally:
             self.stage_seconds[name] = round(time.perf_counter() - started, 3)
+            if not ok:   # Flower halts silently: keep the hospitals' reasons for the stop message
+                from federation.strategy import failure_reason
+                self.halt_reasons = sorted({failure_reason(f) for f in state.failures})
 
     def setup_stage(self, grid, context, state) -> bool:
-        self.stage_seconds = {}
+        self.stage_seconds, self.halt_reasons = {}, []
         return self._timed("setup", super().setup_stage, grid, context, state)
 
     def share_keys_stage(self, grid, context, state) -> bool:
