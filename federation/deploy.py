@@ -27,6 +27,18 @@ BIN = Path(sys.executable).parent
 CONNECTION = "dopamine-local"
 
 
+def flower_env(flwr_home: Path, *, poll_interval: float = 0.0) -> dict[str, str]:
+    """Environment of every Flower process: its own FLWR_HOME, the repo on PYTHONPATH (the app's
+    code is installed, never fetched), no runtime installs, no update checks."""
+    env = dict(os.environ)
+    env.update({"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "FLWR_HOME": str(flwr_home),
+                "PYTHONPATH": str(REPO), "FLWR_DISABLE_UPDATE_CHECK": "1",
+                "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", "PYTHONUNBUFFERED": "1"})
+    if poll_interval > 0:   # SuperExec's own knob (default 1 s)
+        env["FLWR_SUPEREXEC_TASK_POLL_INTERVAL"] = str(poll_interval)
+    return env
+
+
 class DeployError(RuntimeError):
     """The deployment could not start or a run failed; the message says which part and why."""
 
@@ -68,13 +80,7 @@ class Deployment:
 
     # -- environment --------------------------------------------------------------------------
     def env(self, flwr_home: Path) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "FLWR_HOME": str(flwr_home),
-                    "PYTHONPATH": str(REPO), "FLWR_DISABLE_UPDATE_CHECK": "1",
-                    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", "PYTHONUNBUFFERED": "1"})
-        if self.spec.poll_interval > 0:   # SuperExec's own knob (default 1 s)
-            env["FLWR_SUPEREXEC_TASK_POLL_INTERVAL"] = str(self.spec.poll_interval)
-        return env
+        return flower_env(flwr_home, poll_interval=self.spec.poll_interval)
 
     def _write_cli_config(self) -> None:
         ca = (self.spec.certs / "ca.crt").resolve()

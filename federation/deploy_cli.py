@@ -40,6 +40,11 @@ def add_commands(sub) -> None:
     deploy = sub.add_parser("deploy", help="up + run + down (stops everything, also on failure)")
     _spec_args(deploy)
     _run_args(deploy)
+    sim = sub.add_parser("simulate", help="flwr run on Flower's simulation engine with K virtual nodes")
+    sim.add_argument("--workdir", required=True, type=Path)
+    sim.add_argument("--data-root", required=True, type=Path, help="holds hospital-<k>/ folders")
+    sim.add_argument("--hospitals", required=True, type=int)
+    _run_args(sim)
 
 
 def parse_overrides(text: str) -> dict:
@@ -91,6 +96,11 @@ def run(args) -> int:
             Deployment.attach(args.workdir).down()
             print(f"stopped every process recorded in {args.workdir / 'pids.json'}")
             return 0
+        if args.command == "simulate":
+            from federation.simulate import run_simulation
+            return _print_results(run_simulation(data_root=args.data_root, hospitals=args.hospitals,
+                                                 workdir=args.workdir, config=parse_overrides(args.run_config),
+                                                 timeout=args.timeout))
         if args.command == "run":
             return _print_results(Deployment.attach(args.workdir).run(
                 parse_overrides(args.run_config), timeout=args.timeout))
