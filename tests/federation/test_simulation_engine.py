@@ -27,3 +27,44 @@ def test_flwr_run_on_simulation_engine(fed_data, tmp_path):
     assert np.abs(trace["aggregates"][0] - sim[0]).max() <= bound + 1e-6 * (1 + np.abs(sim[0]).max())
     for k in range(HOSPITALS):   # each virtual node kept its own accountant in its own state dir
         assert (tmp_path / "sim" / "state" / f"state-{k}" / "privacy_ledger.json").is_file()
+
+
+@pytest.mark.parametrize("mode", ["fedavg", "fl-parallel-dp"])
+def test_weight_averaging_modes_match_simulator(fed_data, tmp_path, mode):
+    """fedavg / fl-parallel-dp: each node runs the trainer's `local_training` on its own hospital;
+    SecAgg+ averages the weights (weighted by declared sizes) as the simulator's round does."""
+    import torch
+    from edge_client.preprocess import PreprocessConfig
+    from federation.config import RunConfig
+    from federation.task import flat_weights, load_hospital
+    from trainer.checkpoint import load_checkpoint
+    from trainer.data.augment import Augment
+    from trainer.model import build_model
+    from trainer.modes.fedavg import FedAvgMode, ParallelDPMode
+
+    values = base_run(fed_data, seed=0, rounds=1, mode=mode, **{"noise-multiplier": 1.0, "learning-rate": 0.05})
+    results = run_simulation(data_root=fed_data["root"], hospitals=HOSPITALS, workdir=tmp_path / "sim",
+                             config=values, timeout=240)
+    assert results["status"] == "completed", results["reason"]
+    federated, _ = load_checkpoint(Path(results["config"]["out_dir"]) / "model.pt")
+
+    run = RunConfig.from_flower(values)
+    hospitals = [load_hospital(d, image_size=run.image_size) for d in fed_data["hospitals"]]
+    config = run.train_config()
+    torch.manual_seed(0)
+    model = build_model(5, dropout=0.0)
+    cls = ParallelDPMode if mode == "fl-parallel-dp" else FedAvgMode
+    sim = cls(model=model, hospitals=hospitals, config=config,
+              augment=Augment(PreprocessConfig(image_size=run.image_size)))
+    # The simulator's round, each hospital starting from a copy of w_0. (FedAvgMode.run_round itself
+    # passes the same tensor to every hospital and the in-place torch optimizer step changes it:
+    # reported to the trainer's owner.)
+    start, total, weight_sum = sim.weights(), 0.0, 0.0
+    for k in sim.selected_hospitals():
+        sim.set_weights(start.clone())
+        sim.local_training(k)
+        total = total + hospitals[k].num_patients * sim.weights()
+        weight_sum += hospitals[k].num_patients
+    difference = (flat_weights(federated) - total / weight_sum).abs().max().item()
+    # SecAgg+ quantization of w/8 (one step ~3e-5 per hospital) plus float reordering.
+    assert difference < 1e-4, difference
