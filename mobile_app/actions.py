@@ -17,9 +17,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from edge_client.api import EdgeClient
+from edge_client.budget import BudgetExceeded
 from edge_client.errors import EdgeError, ModelNotInstalled, PhotoQualityError
+from edge_client.labels import LabelsError
 from edge_client.preprocess import ImageError
 from edge_client.runtimes import available_runtimes
+from edge_client.training import RoundSettings
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,49 @@ class SyncOutcome:
     status: str
     version: int | None = None
     message: str = ""
+
+
+@dataclass(frozen=True)
+class LabelsOutcome:
+    """A labels CSV as the Train screen shows it. status: "ok" or "bad" (problems: every bad row).
+
+    histogram: photos per grade 0-4. spent/budget/delta: the photo set's privacy budget
+    (spent 0 and the default budget before its first round); rounds: rounds charged to it.
+    """
+
+    status: str
+    photos: int = 0
+    patients: int = 0
+    histogram: tuple[int, ...] = (0, 0, 0, 0, 0)
+    problems: tuple[str, ...] = ()
+    spent: float = 0.0
+    budget: float = 0.0
+    delta: float = 0.0
+    rounds: int = 0
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """status: "ok" (result: edge_client RoundResult), "bad_labels" (problems), "no_model",
+    "budget" (over the set's budget: nothing trained), "unreadable" or "failed" (reason)."""
+
+    status: str
+    result: Any = None
+    problems: tuple[str, ...] = ()
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    """status: "uploaded" (all sent), "nothing" (nothing approved), "offline" (all still waiting),
+    "token" (the hub refused the token; they wait), "partial" (some rejected or waiting),
+    "no_server" / "no_token" (a setting is missing). ids per fate; messages: the client's lines."""
+
+    status: str
+    uploaded: tuple[int, ...] = ()
+    rejected: tuple[int, ...] = ()
+    waiting: tuple[int, ...] = ()
+    messages: tuple[str, ...] = ()
 
 
 def _reason(exc: BaseException) -> str:
@@ -111,6 +157,81 @@ class Actions:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         return Path(self.client.export_history_csv(folder / f"history-{time.strftime('%Y%m%d-%H%M%S')}.csv"))
+
+
+    # ---- on-device training (issue 8) ---------------------------------------------------------
+    def labels(self, labels_csv: str | Path) -> LabelsOutcome:
+        """Check a labels CSV and read its photo set's budget (nothing is trained)."""
+        try:
+            photos = self.client.list_labelled_photos(labels_csv)
+        except LabelsError as exc:
+            return LabelsOutcome("bad", problems=tuple(exc.problems))
+        histogram = [0] * 5
+        for p in photos:
+            histogram[p.grade] += 1
+        defaults = RoundSettings()
+        spent, budget, delta, rounds = 0.0, defaults.budget, defaults.delta, 0
+        try:
+            status = self.client.budget_status(labels_csv)
+            spent, budget, delta, rounds = status.spent, status.budget, status.delta, status.rounds
+        except KeyError:   # never trained: the defaults apply at its first round
+            pass
+        return LabelsOutcome("ok", photos=len(photos), patients=len({p.patient for p in photos}),
+                             histogram=tuple(histogram), spent=spent, budget=budget, delta=delta, rounds=rounds)
+
+    def train(self, labels_csv: str | Path, mode: str, epsilon: float,
+              progress: Callable[[str, int, int], None] | None = None) -> TrainOutcome:
+        """Run one DP training round on the device (personal or federated)."""
+        with self._lock:
+            try:
+                return TrainOutcome("ok", result=self.client.train_round(labels_csv, mode, epsilon,
+                                                                         progress=progress))
+            except LabelsError as exc:
+                return TrainOutcome("bad_labels", problems=tuple(exc.problems))
+            except ModelNotInstalled as exc:
+                return TrainOutcome("no_model", reason=_reason(exc))
+            except BudgetExceeded as exc:
+                return TrainOutcome("budget", reason=_reason(exc))
+            except ImageError as exc:
+                return TrainOutcome("unreadable", reason=_reason(exc))
+            except (EdgeError, OSError, ValueError, RuntimeError) as exc:
+                return TrainOutcome("failed", reason=_reason(exc))
+
+    def update_queue(self) -> list:
+        """Every queued update (edge_client QueuedUpdate), newest first."""
+        return self.client.update_queue()
+
+    def approve_update(self, update_id: int) -> None:
+        """The user's consent to upload one pending update."""
+        self.client.approve_update(update_id)
+
+    def discard_update(self, update_id: int) -> None:
+        """Drop a queued update (its ε stays spent)."""
+        self.client.discard_update(update_id)
+
+    def upload(self, server_url: str, token: str) -> UploadOutcome:
+        """Upload every approved update with the device's token; offline ones stay approved."""
+        if not server_url:
+            return UploadOutcome("no_server")
+        if not token:
+            return UploadOutcome("no_token")
+        report = self.client.upload_updates(server_url, token)
+        up, rej, wait = tuple(report.uploaded), tuple(report.rejected), tuple(report.waiting)
+        msgs = tuple(report.messages)
+        if not (up or rej or wait):
+            status = "nothing"
+        elif up and not (rej or wait):
+            status = "uploaded"
+        elif wait and not (up or rej):
+            refused = any(" 401:" in m or " 403:" in m for m in msgs)
+            status = "token" if refused else "offline"
+        else:
+            status = "partial"
+        return UploadOutcome(status, uploaded=up, rejected=rej, waiting=wait, messages=msgs)
+
+    def clear_personal_head(self) -> None:
+        """Diagnose with the shared head again."""
+        self.client.clear_personal_head()
 
 
 def server_reachable(server_url: str, timeout: float = 1.5) -> bool:

@@ -21,7 +21,8 @@ from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
 from kivy.uix.screenmanager import NoTransition
 
 from . import widgets
-from .actions import Actions, GradeOutcome, SyncOutcome, server_reachable
+from .actions import (Actions, GradeOutcome, LabelsOutcome, SyncOutcome, TrainOutcome, UploadOutcome,
+                      server_reachable)
 from .i18n import languages, translate
 from .pickers import PhotoPicker, default_picker
 from .runner import BackgroundRunner
@@ -193,6 +194,46 @@ class DopamineApp(App):
         self.runner.submit(self.actions.export_history, folder,
                            on_done=lambda path: on_done(str(path), ""),
                            on_error=lambda exc: on_done("", str(exc)))
+
+    # ---- training (clinic tablets) ---------------------------------------------------------
+    def load_labels(self, labels_csv: str | Path, on_done: Callable[[LabelsOutcome], None]) -> None:
+        """Check a labels CSV and read its privacy budget, in the background."""
+        self.runner.submit(self.actions.labels, labels_csv, on_done=on_done,
+                           on_error=lambda exc: on_done(LabelsOutcome("bad", problems=(str(exc),))))
+
+    def train_round(self, labels_csv: str | Path, mode: str, epsilon: float,
+                    on_progress: Callable[[str, int, int], None],
+                    on_done: Callable[[TrainOutcome], None]) -> None:
+        """Run one DP training round in the background; progress and the outcome come on the UI thread."""
+        def progress(stage: str, done: int, total: int) -> None:
+            self.runner.post(on_progress, stage, done, total)
+
+        def done(outcome: TrainOutcome) -> None:
+            self.personal_head = self.model is not None and self.actions.personal_head_in_use()
+            on_done(outcome)
+
+        self.runner.submit(self.actions.train, labels_csv, mode, epsilon, progress, on_done=done,
+                           on_error=lambda exc: done(TrainOutcome("failed", reason=str(exc))))
+
+    def load_updates(self, on_done: Callable[[list], None]) -> None:
+        """The update queue (newest first), read in the background."""
+        self.runner.submit(self.actions.update_queue, on_done=on_done, on_error=lambda _e: on_done([]))
+
+    def change_update(self, update_id: int, approve: bool, on_done: Callable[[str], None]) -> None:
+        """Approve or discard one queued update; `on_done(error)` ("" when it worked)."""
+        fn = self.actions.approve_update if approve else self.actions.discard_update
+        self.runner.submit(fn, update_id, on_done=lambda _r: on_done(""),
+                           on_error=lambda exc: on_done(str(exc).strip("'\"")))
+
+    def upload_updates(self, on_done: Callable[[UploadOutcome], None]) -> None:
+        """Upload approved updates to the Settings hub with the Settings device token."""
+        self.runner.submit(self.actions.upload, self.server_url, self.settings.device_token, on_done=on_done,
+                           on_error=lambda exc: on_done(UploadOutcome("partial", messages=(str(exc),))))
+
+    def stop_personal_head(self) -> None:
+        """Diagnose with the shared head again (a small file removal, done at once)."""
+        self.actions.clear_personal_head()
+        self.personal_head = False
 
     def save_settings(self, **changes) -> str:
         """Validate and store changed settings; returns "" or the error to show."""

@@ -8,7 +8,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -43,6 +43,7 @@ class Settings:
     language: str = "en"
     training_enabled: bool = False
     public_key: str = ""        # base64 Ed25519 key given at install; "" = the client's default
+    device_token: str = field(default="", repr=False)   # the hub's upload token; never logged or shown
 
     def validated(self) -> "Settings":
         """A copy with normalised values.
@@ -56,7 +57,10 @@ class Settings:
             raise SettingsError("training_enabled must be true or false")
         if not isinstance(self.language, str) or not self.language:
             raise SettingsError("language must be a language code such as 'en'")
-        return replace(self, server_url=check_server_url(self.server_url), public_key=self.public_key.strip())
+        if not isinstance(self.device_token, str) or any(c.isspace() for c in self.device_token.strip()):
+            raise SettingsError("the device token must be one word without spaces, as the hub printed it")
+        return replace(self, server_url=check_server_url(self.server_url), public_key=self.public_key.strip(),
+                       device_token=self.device_token.strip())
 
 
 class SettingsStore:

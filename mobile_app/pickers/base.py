@@ -40,6 +40,16 @@ class PhotoPicker:
         """Let the user take a new photo with the camera."""
         raise NotImplementedError
 
+    def pick_labels(self, callback: Callback) -> None:
+        """Let the user choose a labels CSV (``image,grade[,patient]``, photo paths relative to it).
+
+        The default says the platform cannot: a picker that can hand back a real folder overrides it.
+        """
+        from kivy.clock import Clock
+
+        Clock.schedule_once(lambda _dt: callback(PickResult(
+            error="choosing a labels file is not available on this device")), 0)
+
     @property
     def has_camera(self) -> bool:
         """Whether `take_photo` can work here (the Diagnose screen disables the button if not)."""

@@ -22,7 +22,13 @@ class DesktopPicker(PhotoPicker):
         self.start_dir = str(start_dir or Path.home())
 
     def pick_photo(self, callback: Callback) -> None:
-        chooser = FileChooserListView(path=self.start_dir, filters=IMAGE_PATTERNS)
+        self._choose("Choose a fundus photo", IMAGE_PATTERNS, callback)
+
+    def pick_labels(self, callback: Callback) -> None:
+        self._choose("Choose the labels file (CSV)", ["*.csv", "*.CSV"], callback)
+
+    def _choose(self, title: str, patterns: list[str], callback: Callback) -> None:
+        chooser = FileChooserListView(path=self.start_dir, filters=patterns)
         box = BoxLayout(orientation="vertical", spacing=dp(8))
         box.add_widget(chooser)
         row = BoxLayout(size_hint_y=None, height=dp(56), spacing=dp(8))
@@ -31,7 +37,7 @@ class DesktopPicker(PhotoPicker):
         row.add_widget(cancel)
         row.add_widget(ok)
         box.add_widget(row)
-        popup = Popup(title="Choose a fundus photo", content=box, size_hint=(0.95, 0.95),
+        popup = Popup(title=title, content=box, size_hint=(0.95, 0.95),
                       title_size=sp(18), auto_dismiss=False)
         done = {"called": False}
 

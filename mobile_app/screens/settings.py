@@ -1,4 +1,4 @@
-"""Settings: server address, runtime, language, and local training on/off."""
+"""Settings: server address, runtime, language, local training on/off and the device's upload token."""
 from __future__ import annotations
 
 from kivy.app import App
@@ -31,6 +31,7 @@ class SettingsScreen(Screen):
         self.ids.runtime.text = s.runtime
         self.ids.language.text = LANGUAGE_NAMES.get(s.language, s.language)
         self.ids.training.active = s.training_enabled
+        self.ids.token.text = s.device_token      # a password field: shown as dots
         self.status = app.settings_error
 
     def save(self) -> None:
@@ -39,9 +40,11 @@ class SettingsScreen(Screen):
         by_name = {LANGUAGE_NAMES.get(c, c): c for c in languages()}
         error = app.save_settings(server_url=self.ids.server.text, runtime=self.ids.runtime.text,
                                   language=by_name.get(self.ids.language.text, "en"),
-                                  training_enabled=bool(self.ids.training.active))
+                                  training_enabled=bool(self.ids.training.active),
+                                  device_token=self.ids.token.text)
         if error:
-            self.status = app.tr("settings.bad_url") if "server address" in error else error
+            self.status = (app.tr("settings.bad_url") if "server address" in error else
+                           app.tr("settings.bad_token") if "device token" in error else error)
         else:
             self.ids.server.text = app.settings.server_url
             self.status = app.tr("settings.saved")

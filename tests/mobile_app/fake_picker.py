@@ -9,7 +9,7 @@ from mobile_app.pickers import PhotoPicker, PickResult
 
 
 class FakePicker(PhotoPicker):
-    """`queue` holds the next answers; `pick_photo`/`take_photo` pop one, like the platform would."""
+    """`queue` holds the next answers; `pick_photo`/`take_photo`/`pick_labels` pop one, like the platform would."""
 
     def __init__(self):
         self.queue: list[PickResult] = []
@@ -32,3 +32,6 @@ class FakePicker(PhotoPicker):
 
     def take_photo(self, callback) -> None:
         self._answer("take", callback)
+
+    def pick_labels(self, callback) -> None:
+        self._answer("labels", callback)

@@ -50,16 +50,24 @@ def published(tmp_path_factory):
                  ("export", "all", "--checkpoint", work / "model.pt", "--out", work / "dist", "--formats",
                   "onnx,tflite", "--key", work / "keys" / "private.key", "--calibration-images", "8",
                   "--latency-runs", "2"),
-                 ("hub", "init", "--root", work / "hub", "--publisher-key", work / "keys" / "public.key"),
+                 ("hub", "init", "--root", work / "hub", "--publisher-key", work / "keys" / "public.key",
+                  "--min-updates", "50"),   # the app's uploads are stored; no new version is built here
                  ("hub", "publish", work / "dist", "--root", work / "hub"),
-                 ("trainer", "synth", "--out", work / "synth", "--n", "4", "--size", "128", "--seed", "3")):
+                 ("trainer", "synth", "--out", work / "synth", "--n", "4", "--size", "128", "--seed", "3"),
+                 ("trainer", "synth", "--out", work / "clinic", "--n", "20", "--size", "64", "--seed", "11")):
         r = run_cli(*args, timeout=600)
         assert r.returncode == 0, f"{args[:2]} failed: {r.stderr[-2000:]}"
+    token = run_cli("hub", "token", "issue", "--name", "clinic-tablet", "--root", work / "hub").stdout.strip()
+    assert token
+    with (work / "clinic" / "train.csv").open(newline="") as f:   # the specialist's grades, as the app reads them
+        rows = [f"train_images/{r['id_code']}.png,{r['diagnosis']}" for r in csv.DictReader(f)]
+    (work / "clinic" / "labels.csv").write_text("image,grade\n" + "\n".join(rows) + "\n")
     photos = sorted((work / "synth" / "train_images").glob("*.png"))[:2]
     Image.fromarray(np.full((128, 128, 3), 3, np.uint8)).save(work / "dark.png")      # quality gate: too dark
     (work / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 8)  # unreadable
     return {"hub": work / "hub", "key": work / "keys" / "public.key", "photos": photos,
-            "dark": work / "dark.png", "corrupt": work / "corrupt.png"}
+            "dark": work / "dark.png", "corrupt": work / "corrupt.png", "labels": work / "clinic" / "labels.csv",
+            "grades": [int(r.rsplit(",", 1)[1]) for r in rows], "token": token}
 
 
 def run_driver(size: str, published: dict, tmp_path: Path) -> dict:
@@ -67,12 +75,13 @@ def run_driver(size: str, published: dict, tmp_path: Path) -> dict:
     cmd = [sys.executable, str(ROOT / "tests" / "mobile_app" / "ui_driver.py"), "--size", size,
            "--home", str(home), "--hub-root", str(published["hub"]), "--public-key", str(published["key"]),
            "--unusable", str(published["dark"]), "--corrupt", str(published["corrupt"]),
-           "--shots", str(shots), "--out", str(out), "--deadline", "280"]
+           "--labels", str(published["labels"]), "--token", published["token"],
+           "--shots", str(shots), "--out", str(out), "--deadline", "560"]
     for p in published["photos"]:
         cmd += ["--photo", str(p)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("EDGE_HOME", None)
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.exists(), f"driver wrote no result (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
     result = json.loads(out.read_text())
     assert result["ok"], result.get("error", "") + proc.stderr[-3000:]
@@ -113,7 +122,7 @@ def test_screening_session(size, published, tmp_path):
     assert r["bad_url_status"] == translate("settings.bad_url")
     assert r["settings_status"] == translate("settings.saved")
     assert "train" not in r["nav_initial"] and "train" in r["nav_with_training"]
-    assert r["train_text"] == translate("train.not_yet")
+    assert r["token_saved"]
 
     # Home: online, no model, then the synced model's card with ε and δ
     assert r["home_before"]["model"] == translate("home.no_model") and r["home_before"]["online"] == "Online"
@@ -154,21 +163,90 @@ def test_screening_session(size, published, tmp_path):
     with path.open(newline="") as f:
         assert len(list(csv.DictReader(f))) == 1
 
-    # French: the same result in French, navigation translated
+    # French: the last result (graded with the personal head) in French, navigation translated
     assert r["lang"] == "fr" and r["nav_fr"][0] == "Accueil"
-    check_result(r["diagnosis_fr"], off["model"]["grade"], off["model"]["probabilities"], lang="fr")
+    last = r["personal_diagnosis"]["model"]
+    check_result(r["diagnosis_fr"], last["grade"], last["probabilities"], lang="fr")
+    assert r["diagnosis_fr"]["texts"]["personal"] == translate("diagnose.personal", "fr")
+
+    check_training(r, published)
 
     # 48 dp touch targets, 16 sp text, nothing wider than the window, on every screen visited
     assert {k: v for k, v in r["violations"].items() if v} == {}
-    assert {"home", "diagnose", "history", "train", "settings", "diagnose_fr"} <= set(r["violations"])
+    assert {"home", "diagnose", "history", "train_labels", "train_queue", "train_personal", "settings",
+            "diagnose_fr"} <= set(r["violations"])
 
     # Screenshots of every screen, not blank, at the window's size
-    assert sorted(r["shots"]) == sorted(SCREENS)
+    assert set(SCREENS) <= set(r["shots"])
     for name, shot in r["shots"].items():
         not_blank(shot, r["window"])
-        if os.environ.get("DOPAMINE_UPDATE_SCREENSHOTS") == "1":
+        if name in SCREENS and os.environ.get("DOPAMINE_UPDATE_SCREENSHOTS") == "1":
             SHOTS_DIR.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(shot, SHOTS_DIR / f"{name}_{size}.png")
+
+
+def check_training(r: dict, published: dict) -> None:
+    """The Train screen: labels, budget, a federated round queued, approved, uploaded offline (waits)
+    then online (the hub has it), a personal round used by Diagnose, and back to the shared head."""
+    from edge_client.api import EdgeClient
+
+    first = r["train_initial"]
+    assert first["labels"] == translate("train.no_labels") and first["train_disabled"]
+    assert first["queue"] == translate("train.queue_empty")
+    labels = r["train_labels"]
+    assert labels["labels"] == translate("train.labels_file", name="labels.csv") and labels["problems"] == ""
+    grades = published["grades"]
+    counts = ", ".join(f"{translate(f'grade.{g}')} {grades.count(g)}" for g in range(5))
+    assert labels["photos"] == (translate("train.photos", count=20, patients=20) + "\n"
+                                + translate("train.histogram", counts=counts))
+    assert labels["budget"] == translate("train.budget", spent="0.00", budget="10.00", delta="1e-05", rounds=0)
+
+    # the round ran in the background: the button was disabled, frames kept coming, both stages shown
+    assert r["training_after_press"] is True and r["train_button_disabled_while_training"] is True
+    assert r["frames_while_training"] >= 2
+    stages = r["train_stages"]
+    assert any(s.startswith("Reading photos") for s in stages) and any(s.startswith("Training step") for s in stages)
+    assert translate("train.stage_training", done=50, total=50) in stages
+
+    fed = r["federated"]
+    assert fed["status"] == "ok" and fed["mode"] == "federated" and fed["base_version"] == 1
+    assert 1.9 < fed["epsilon_round"] <= 2.0 and fed["steps"] == 50
+    assert fed["result_text"].endswith(translate("train.done_federated"))
+    spent = float(fed["budget"].split("ε ")[1].split(" ")[0])
+    assert 1.9 < spent <= 2.0 and fed["budget"] == translate("train.budget", spent=f"{spent:.2f}", budget="10.00",
+                                                             delta="1e-05", rounds=1)
+    queued = {u.id: u for u in EdgeClient(r["home_dir"]).update_queue()}
+    row = translate("train.queue_row", id=fed["update_id"], version=1, epsilon=f"{queued[fed['update_id']].epsilon:.2f}",
+                    steps=50, status=translate("train.update_pending"))
+    assert fed["queue"] == [{"id": fed["update_id"], "text": row, "approve": True, "discard": True}]
+
+    approved = r["queue_approved"][0]
+    assert approved["text"].endswith(translate("train.update_approved")) and not approved["approve"]
+    # offline: a clear message, still approved
+    assert r["upload_offline"]["text"] == translate("train.upload_offline")
+    assert r["upload_offline"]["queue"][0]["text"].endswith(translate("train.update_approved"))
+    # online: uploaded, and the hub has it
+    online = r["upload_online"]
+    assert r["settings_status_2"] == translate("settings.saved")
+    assert online["text"] == translate("train.upload_uploaded", count=1) and online["upload_disabled"]
+    assert online["queue"][0]["text"].endswith(translate("train.update_uploaded"))
+    assert not online["queue"][0]["approve"] and not online["queue"][0]["discard"]
+    hub_id = queued[fed["update_id"]].hub_id
+    assert queued[fed["update_id"]].status == "uploaded" and hub_id
+    listing = run_cli("hub", "updates", "--root", published["hub"]).stdout.splitlines()
+    mine = [line.split() for line in listing[1:] if line.split()[0] == str(hub_id)]
+    assert mine and mine[0][3] == "1" and mine[0][4] == f"{queued[fed['update_id']].epsilon:.2f}", listing
+
+    # personal: nothing queued, the head is used and said so, on Train, Home and Diagnose
+    per = r["personal"]
+    assert per["status"] == "ok" and per["mode"] == "personal" and per["update_id"] is None
+    assert per["queue_len"] == 1 and per["app_personal"] is True
+    assert per["personal_text"] == translate("train.personal_on") and per["budget"].endswith("rounds so far: 2)")
+    assert r["personal_diagnosis"]["model"]["personal_head"] is True
+    assert r["personal_diagnosis"]["texts"]["personal"] == translate("diagnose.personal")
+    assert translate("home.personal") in r["home_personal"]
+    assert r["personal_stopped"] == {"app_personal": False, "result_text": translate("train.personal_stopped")}
+    assert EdgeClient(r["home_dir"]).personal_head() is None
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -32,6 +32,11 @@ def test_every_key_used_in_the_app_exists():
         used |= set(re.findall(r'tr\(\s*"([a-z_]+\.[a-z_0-9]+)"', path.read_text(encoding="utf-8")))
     used |= {f"grade.{i}" for i in range(5)} | {f"nav.{n}" for n in ("home", "diagnose", "history", "train", "settings")}
     used |= {f"{kind}.{r}" for kind in ("quality", "hint") for r in ("too_dark", "too_bright", "no_fundus", "blurry")}
+    used |= {f"train.stage_{s}" for s in ("features", "training")}     # keys the Train screen builds
+    used |= {f"train.status_{s}" for s in ("bad_labels", "no_model", "budget", "unreadable", "failed")}
+    used |= {f"train.update_{s}" for s in ("pending", "approved", "uploaded", "rejected")}
+    used |= {f"train.upload_{s}" for s in ("uploaded", "nothing", "offline", "token", "partial", "no_server",
+                                           "no_token")}
     assert len(used) > 40
     assert used - set(table(REFERENCE)) == set()
 

@@ -2,10 +2,11 @@
 
 Usage (one window size per process; the window is never resized):
     python tests/mobile_app/ui_driver.py --size 360x640 --home H --hub-root HUB --public-key PUB \
-        --photo A.png --photo B.png --unusable DARK.png --corrupt BAD.png --shots DIR --out RESULT.json
+        --photo A.png --photo B.png --unusable DARK.png --corrupt BAD.png --labels LABELS.csv \
+        --token TOKEN --shots DIR --out RESULT.json
 
 It starts `python -m hub serve` on loopback itself (so it can stop it mid-run for the offline
-part), drives the app only through touches (text fields are filled in as a keyboard would), and
+part, and start it again for the training upload), drives the app only through touches (text fields are filled in as a keyboard would), and
 records what the screens display; tests/mobile_app/test_app_ui.py asserts on the JSON.
 """
 from __future__ import annotations
@@ -33,6 +34,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--photo", action="append", required=True)
     p.add_argument("--unusable", required=True)
     p.add_argument("--corrupt", required=True)
+    p.add_argument("--labels", required=True, help="a specialist's labels CSV (image,grade) for the Train screen")
+    p.add_argument("--token", required=True, help="a device token the hub issued")
     p.add_argument("--shots", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--deadline", type=float, default=240, help="dump stacks and exit after this many seconds")
@@ -45,24 +48,29 @@ def main() -> int:
     width, height = (int(v) for v in args.size.split("x"))
     headless(width, height)
     result: dict = {"size": [width, height], "steps": [], "violations": {}, "shots": {}}
-    hub = None
+    hubs: list = []
     try:
         from fixtures_bundle import HubProcess
-        hub = HubProcess(Path(args.hub_root))
+
+        def start_hub():
+            hubs.append(HubProcess(Path(args.hub_root)))
+            return hubs[-1]
+
+        hub = start_hub()
         result["hub_url"] = hub.url
-        run(args, result, hub, width, height)
+        run(args, result, hub, width, height, start_hub)
         result["ok"] = True
     except BaseException as exc:  # the JSON says what broke; the test prints it
         result["ok"] = False
         result["error"] = "".join(traceback.format_exception(exc))
     finally:
-        if hub is not None:
+        for hub in hubs:
             hub.stop()
         Path(args.out).write_text(json.dumps(result, indent=1, default=str))
     return 0 if result["ok"] else 1
 
 
-def run(args, result: dict, hub, width: int, height: int) -> None:
+def run(args, result: dict, hub, width: int, height: int, start_hub) -> None:
     from kivy.clock import Clock
     from kivy.core.window import Window
 
@@ -183,15 +191,17 @@ def run(args, result: dict, hub, width: int, height: int) -> None:
     result["export_status"] = hist.status
     step("history")
 
-    # -- Settings: enable training (Train tab appears), then switch language ----------------
+    # -- Settings: enable training (Train tab and the token field appear), type the token -----
     settings = nav("settings")
     d.tap(settings.ids.training)
+    d.pump(2)
+    settings.ids.token.text = args.token
     d.tap(settings.ids.save_button)
     result["nav_with_training"] = [b.screen for b in reversed(root.ids.nav.children)]
-    train = nav("train")
-    result["train_text"] = train.ids.notice.text
-    result["shots"]["train"] = d.screenshot(shots / f"train_{tag}.png")
-    check_sizes("train")
+    result["token_saved"] = app.settings.device_token == args.token
+    step("training enabled")
+    train_session(d, app, picker, args, result, nav, check_sizes, start_hub, shots, tag)
+
     settings = nav("settings")
     d.tap(settings.ids.language)                      # opens the drop-down
     d.pump(2)
@@ -210,6 +220,105 @@ def run(args, result: dict, hub, width: int, height: int) -> None:
     check_sizes("diagnose_fr")
     check_sizes("settings_fr")
     step("settings")
+
+
+def train_session(d, app, picker, args, result: dict, nav, check_sizes, start_hub, shots: Path, tag: str) -> None:
+    """The Train screen end to end: labels, budget, a federated round, approve, upload offline then
+    online, a personal round used by Diagnose, and going back to the shared head."""
+    from kivy.clock import Clock
+
+    step = result["steps"].append
+    train = nav("train")
+    result["train_initial"] = {"labels": train.ids.labels_text.text, "queue": train.ids.queue_empty.text,
+                               "train_disabled": train.ids.train_button.disabled}
+    picker.push(args.labels)
+    d.tap(train.ids.pick_button)
+    d.wait(lambda: train.labels is not None, "the labels to be read")
+    result["train_labels"] = {"labels": train.ids.labels_text.text, "photos": train.ids.photos_text.text,
+                              "budget": train.ids.budget_text.text, "problems": train.ids.problems_text.text}
+    check_sizes("train_labels")
+
+    # federated round: the bar moves through both stages while frames keep being drawn
+    stages: list[str] = []
+    train.bind(progress_text=lambda _w, text: stages.append(text))
+    d.tap(train.ids.federated_button)
+    frames0 = Clock.frames_displayed
+    d.tap(train.ids.train_button)
+    result["training_after_press"] = train.training
+    result["train_button_disabled_while_training"] = train.ids.train_button.disabled
+    d.wait(lambda: not train.training, "the federated round", timeout=180)
+    result["frames_while_training"] = Clock.frames_displayed - frames0
+    result["train_stages"] = stages
+    d.wait(lambda: train.labels is not None and train.labels.rounds == 1 and train.queue, "budget and queue")
+    r = train.outcome.result
+    result["federated"] = {"status": train.outcome.status, "mode": r.mode, "update_id": r.update_id,
+                           "epsilon_round": r.epsilon_round, "steps": r.steps, "base_version": r.base_version,
+                           "result_text": train.ids.result_text.text, "budget": train.ids.budget_text.text,
+                           "queue": queue_rows(train)}
+    scroll = train.ids.scroll      # the result and the queue in view (scroll_to misplaces content that fits)
+    if scroll.children[0].height > scroll.height:
+        scroll.scroll_to(train.ids.upload_button, animate=False)
+    d.pump(2)
+    result["shots"]["train"] = d.screenshot(shots / f"train_{tag}.png")
+    check_sizes("train_queue")
+
+    # approve, then upload while the hub is down (stopped for the offline part): it waits
+    row = train.ids.queue.children[-1]
+    d.tap(row.ids.approve)
+    d.wait(lambda: train.has_approved, "the approved update")
+    result["queue_approved"] = queue_rows(train)
+    d.tap(train.ids.upload_button)
+    d.wait(lambda: not train.uploading and train.upload_text != app.tr("train.uploading"), "the offline upload",
+           timeout=60)
+    d.wait(lambda: train.has_approved, "the queue after the offline upload")
+    result["upload_offline"] = {"text": train.ids.upload_text.text, "queue": queue_rows(train)}
+
+    # the hub is back (on a new port): type its address in Settings, upload again
+    hub = start_hub()
+    result["hub_url_2"] = hub.url
+    settings = nav("settings")
+    settings.ids.server.text = hub.url
+    d.tap(settings.ids.save_button)
+    result["settings_status_2"] = settings.status
+    train = nav("train")
+    d.wait(lambda: train.has_approved, "the queue")
+    d.tap(train.ids.upload_button)
+    d.wait(lambda: not train.uploading and train.upload_text != app.tr("train.uploading"), "the upload", timeout=60)
+    d.wait(lambda: not train.has_approved, "the uploaded queue")
+    result["upload_online"] = {"text": train.ids.upload_text.text, "queue": queue_rows(train),
+                               "upload_disabled": train.ids.upload_button.disabled}
+    step("federated round uploaded")
+
+    # personal round: used by Diagnose, labelled as such; then back to the shared head
+    d.tap(train.ids.personal_button)
+    train.ids.epsilon.text = "1"
+    d.tap(train.ids.train_button)
+    d.wait(lambda: not train.training, "the personal round", timeout=180)
+    d.wait(lambda: train.labels is not None and train.labels.rounds == 2, "the budget after the personal round")
+    result["personal"] = {"status": train.outcome.status, "mode": train.outcome.result.mode,
+                          "update_id": train.outcome.result.update_id, "result_text": train.ids.result_text.text,
+                          "personal_text": train.ids.personal_text.text, "app_personal": app.personal_head,
+                          "budget": train.ids.budget_text.text, "queue_len": len(train.queue)}
+    result["shots"]["train_personal"] = d.screenshot(shots / f"train_personal_{tag}.png")
+    check_sizes("train_personal")
+    diag = nav("diagnose")
+    picker.push(args.photo[0])
+    d.tap(diag.ids.pick_button)
+    d.wait(lambda: diag.photo == str(args.photo[0]), "the photo")
+    d.tap(diag.ids.grade_button)
+    d.wait(lambda: not diag.grading, "grading with the personal head", timeout=120)
+    result["personal_diagnosis"] = read_result(diag)
+    result["home_personal"] = nav("home").ids.model_text.text
+    train = nav("train")
+    d.tap(train.ids.stop_personal_button)
+    d.pump(2)
+    result["personal_stopped"] = {"app_personal": app.personal_head, "result_text": train.ids.result_text.text}
+    step("personal round")
+
+
+def queue_rows(train) -> list[dict]:
+    return [{"id": row.update_id, "text": row.ids.text.text, "approve": not row.ids.approve.disabled,
+             "discard": not row.ids.discard.disabled} for row in reversed(train.ids.queue.children)]
 
 
 def rows_text(row) -> str:
