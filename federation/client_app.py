@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 from flwr.app import ConfigRecord, Context, Error, Message
 from flwr.client import NumPyClient
 from flwr.client.mod import secaggplus_mod

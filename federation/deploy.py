@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import ssl
 import subprocess
 import sys
@@ -301,4 +300,4 @@ def _last_line(out: subprocess.CompletedProcess) -> str:
     return lines[-1].strip("│ ") if lines else f"exit code {out.returncode}"
 
 
-__all__ = ["Deployment", "DeploySpec", "DeployError", "shlex"]
+__all__ = ["Deployment", "DeploySpec", "DeployError", "flower_env"]

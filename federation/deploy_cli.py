@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from pathlib import Path
 
@@ -111,4 +110,4 @@ def run(args) -> int:
         return 1
 
 
-__all__ = ["add_commands", "run", "json"]
+__all__ = ["add_commands", "parse_overrides", "run"]
