@@ -1,0 +1,65 @@
+"""The launcher stops exactly what it started, by PID: children included, and never a process
+that merely reuses a recorded PID."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from federation.deploy import Deployment
+from federation.deploy_cli import parse_overrides
+from federation.procs import alive, descendants, start, start_time, stop_pids
+
+
+def _wait_children(pid: int, count: int) -> list[int]:
+    for _ in range(50):
+        kids = descendants(pid)
+        if len(kids) >= count:
+            return kids
+        time.sleep(0.1)
+    return descendants(pid)
+
+
+def test_stop_pids_takes_the_children_too(tmp_path):
+    proc = start(["bash", "-c", "sleep 60 & sleep 60 & wait"], log=tmp_path / "log", env={"PATH": "/usr/bin:/bin"})
+    kids = _wait_children(proc.pid, 2)
+    assert len(kids) == 2
+    signalled = stop_pids([proc.pid], grace=3)
+    proc.wait(timeout=5)
+    assert set(kids) <= set(signalled)
+    assert not any(alive(p) for p in [proc.pid, *kids])
+
+
+def test_down_stops_recorded_processes_and_spares_reused_pids(fed_data, certs, tmp_path):
+    work = tmp_path / "w"
+    work.mkdir()
+    mine = subprocess.Popen(["sleep", "60"])
+    stranger = subprocess.Popen(["sleep", "60"])   # a PID recorded with another start time
+    record = {"port": 1, "spec": {"certs": str(certs), "hospital_dirs": fed_data["hospitals"],
+                                  "test_mode": False, "poll_interval": 0.0},
+              "pids": {"superlink": [mine.pid, start_time(mine.pid)],
+                       "hospital-0": [stranger.pid, start_time(stranger.pid) + 1]}}
+    (work / "pids.json").write_text(json.dumps(record))
+    try:
+        Deployment.attach(work).down()
+        mine.wait(timeout=10)
+        assert alive(stranger.pid)
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_attach_without_a_deployment_says_so(tmp_path):
+    from federation.deploy import DeployError
+    with pytest.raises(DeployError, match="no deployment recorded there"):
+        Deployment.attach(tmp_path)
+
+
+def test_run_config_overrides_parse_as_toml():
+    assert parse_overrides('rounds=3 eval-data="/x y" augment=true delta=1e-4') == {
+        "rounds": 3, "eval-data": "/x y", "augment": True, "delta": 1e-4}
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_overrides("rounds")
