@@ -43,9 +43,18 @@ class TrainScreen(Screen):
     outcome = ObjectProperty(None, allownone=True)
     queue = ObjectProperty([])
     has_approved = BooleanProperty(False)
+    labels_line = StringProperty("")           # which file (and "checking...")
+    photos_line = StringProperty("")           # count, patients, photos per grade
+    problems_line = StringProperty("")         # every bad row of a bad file
+    budget_line = StringProperty("")           # the photo set's privacy budget
+    mode_line = StringProperty("")             # what the chosen mode does
 
     def on_kv_post(self, _base):
-        App.get_running_app().bind(lang=lambda *_a: self._render_queue())
+        app = App.get_running_app()
+        app.bind(lang=lambda *_a: (self._render_queue(), self._render_labels()))
+        self.bind(labels=self._render_labels, labels_csv=self._render_labels, checking=self._render_labels,
+                  mode=self._render_labels)
+        self._render_labels()
 
     def on_pre_enter(self, *_args):
         self.refresh_queue()
@@ -75,22 +84,21 @@ class TrainScreen(Screen):
         self.checking = False
         self.labels = outcome
 
-    def labels_name(self) -> str:
-        return Path(self.labels_csv).name
-
-    def histogram_text(self) -> str:
+    def _render_labels(self, *_args) -> None:
         app = App.get_running_app()
-        if self.labels is None:
-            return ""
-        return ", ".join(f"{app.tr(f'grade.{g}')} {n}" for g, n in enumerate(self.labels.histogram))
-
-    def budget_text(self) -> str:
-        app = App.get_running_app()
+        self.labels_line = (app.tr("train.labels_file", name=Path(self.labels_csv).name) if self.labels_csv
+                            else app.tr("train.no_labels")) + ("\n" + app.tr("train.checking") if self.checking else "")
+        self.mode_line = app.tr("train.explain_personal") if self.mode == "personal" else \
+            app.tr("train.explain_federated")
         b = self.labels
-        if b is None or b.status != "ok":
-            return ""
-        return app.tr("train.budget", spent=f"{b.spent:.2f}", budget=f"{b.budget:.2f}", delta=f"{b.delta:g}",
-                      rounds=b.rounds)
+        ok = b is not None and b.status == "ok"
+        counts = ", ".join(f"{app.tr(f'grade.{g}')} {n}" for g, n in enumerate(b.histogram)) if ok else ""
+        self.photos_line = (app.tr("train.photos", count=b.photos, patients=b.patients) + "\n"
+                            + app.tr("train.histogram", counts=counts)) if ok else ""
+        self.budget_line = app.tr("train.budget", spent=f"{b.spent:.2f}", budget=f"{b.budget:.2f}",
+                                  delta=f"{b.delta:g}", rounds=b.rounds) if ok else ""
+        self.problems_line = ("\n".join([app.tr("train.bad_rows"), *b.problems[:20]])
+                              if b is not None and b.status == "bad" else "")
 
     # ---- the round ----------------------------------------------------------------------------
     def epsilon(self) -> float | None:

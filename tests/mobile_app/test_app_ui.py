@@ -62,11 +62,14 @@ def published(tmp_path_factory):
     with (work / "clinic" / "train.csv").open(newline="") as f:   # the specialist's grades, as the app reads them
         rows = [f"train_images/{r['id_code']}.png,{r['diagnosis']}" for r in csv.DictReader(f)]
     (work / "clinic" / "labels.csv").write_text("image,grade\n" + "\n".join(rows) + "\n")
+    (work / "clinic" / "bad_labels.csv").write_text(f"image,grade\n{rows[0]}\n{rows[1].rsplit(',', 1)[0]},7\n"
+                                                   "train_images/missing.png,1\n")
     photos = sorted((work / "synth" / "train_images").glob("*.png"))[:2]
     Image.fromarray(np.full((128, 128, 3), 3, np.uint8)).save(work / "dark.png")      # quality gate: too dark
     (work / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 8)  # unreadable
     return {"hub": work / "hub", "key": work / "keys" / "public.key", "photos": photos,
             "dark": work / "dark.png", "corrupt": work / "corrupt.png", "labels": work / "clinic" / "labels.csv",
+            "bad_labels": work / "clinic" / "bad_labels.csv",
             "grades": [int(r.rsplit(",", 1)[1]) for r in rows], "token": token}
 
 
@@ -75,7 +78,8 @@ def run_driver(size: str, published: dict, tmp_path: Path) -> dict:
     cmd = [sys.executable, str(ROOT / "tests" / "mobile_app" / "ui_driver.py"), "--size", size,
            "--home", str(home), "--hub-root", str(published["hub"]), "--public-key", str(published["key"]),
            "--unusable", str(published["dark"]), "--corrupt", str(published["corrupt"]),
-           "--labels", str(published["labels"]), "--token", published["token"],
+           "--labels", str(published["labels"]), "--bad-labels", str(published["bad_labels"]),
+           "--token", published["token"],
            "--shots", str(shots), "--out", str(out), "--deadline", "560"]
     for p in published["photos"]:
         cmd += ["--photo", str(p)]
@@ -173,7 +177,8 @@ def test_screening_session(size, published, tmp_path):
 
     # 48 dp touch targets, 16 sp text, nothing wider than the window, on every screen visited
     assert {k: v for k, v in r["violations"].items() if v} == {}
-    assert {"home", "diagnose", "history", "train_labels", "train_queue", "train_personal", "settings",
+    assert {"home", "diagnose", "history", "train_bad_labels", "train_labels", "train_queue", "train_personal",
+            "settings",
             "diagnose_fr"} <= set(r["violations"])
 
     # Screenshots of every screen, not blank, at the window's size
@@ -193,6 +198,11 @@ def check_training(r: dict, published: dict) -> None:
     first = r["train_initial"]
     assert first["labels"] == translate("train.no_labels") and first["train_disabled"]
     assert first["queue"] == translate("train.queue_empty")
+    bad = r["train_bad_labels"]
+    assert bad["photos"] == "" and bad["train_disabled"]
+    lines = bad["problems"].splitlines()
+    assert lines[0] == translate("train.bad_rows") and len(lines) == 3, lines
+    assert "row 3" in lines[1] and "row 4" in lines[2] and "missing.png" in lines[2], lines
     labels = r["train_labels"]
     assert labels["labels"] == translate("train.labels_file", name="labels.csv") and labels["problems"] == ""
     grades = published["grades"]
@@ -216,8 +226,9 @@ def check_training(r: dict, published: dict) -> None:
     assert 1.9 < spent <= 2.0 and fed["budget"] == translate("train.budget", spent=f"{spent:.2f}", budget="10.00",
                                                              delta="1e-05", rounds=1)
     queued = {u.id: u for u in EdgeClient(r["home_dir"]).update_queue()}
-    row = translate("train.queue_row", id=fed["update_id"], version=1, epsilon=f"{queued[fed['update_id']].epsilon:.2f}",
-                    steps=50, status=translate("train.update_pending"))
+    eps = f"{queued[fed['update_id']].epsilon:.2f}"
+    row = translate("train.queue_row", id=fed["update_id"], version=1, epsilon=eps, steps=50,
+                    status=translate("train.update_pending"))
     assert fed["queue"] == [{"id": fed["update_id"], "text": row, "approve": True, "discard": True}]
 
     approved = r["queue_approved"][0]
@@ -235,13 +246,14 @@ def check_training(r: dict, published: dict) -> None:
     assert queued[fed["update_id"]].status == "uploaded" and hub_id
     listing = run_cli("hub", "updates", "--root", published["hub"]).stdout.splitlines()
     mine = [line.split() for line in listing[1:] if line.split()[0] == str(hub_id)]
-    assert mine and mine[0][3] == "1" and mine[0][4] == f"{queued[fed['update_id']].epsilon:.2f}", listing
+    assert mine and mine[0][3] == "1" and mine[0][4] == eps, listing
 
     # personal: nothing queued, the head is used and said so, on Train, Home and Diagnose
     per = r["personal"]
     assert per["status"] == "ok" and per["mode"] == "personal" and per["update_id"] is None
     assert per["queue_len"] == 1 and per["app_personal"] is True
-    assert per["personal_text"] == translate("train.personal_on") and per["budget"].endswith("rounds so far: 2)")
+    assert per["personal_text"] == translate("train.personal_on")
+    assert per["budget"].endswith("rounds so far: 2)")
     assert r["personal_diagnosis"]["model"]["personal_head"] is True
     assert r["personal_diagnosis"]["texts"]["personal"] == translate("diagnose.personal")
     assert translate("home.personal") in r["home_personal"]

@@ -33,3 +33,13 @@ def test_bad_runtime_and_damaged_file(tmp_path):
     (tmp_path / "s.json").write_text(json.dumps({"training_enabled": "yes"}))
     with pytest.raises(SettingsError, match="training_enabled"):
         store.load()
+
+
+def test_device_token_is_stored_privately_and_never_in_repr(tmp_path):
+    store = SettingsStore(tmp_path / "s.json")
+    saved = store.save(Settings(device_token="  tok_Secret-123  "))
+    assert saved.device_token == "tok_Secret-123" and store.load().device_token == "tok_Secret-123"
+    assert "tok_Secret" not in repr(saved)                         # a logged Settings does not leak it
+    assert (tmp_path / "s.json").stat().st_mode & 0o777 == 0o600   # only the app can read the file
+    with pytest.raises(SettingsError, match="device token"):
+        store.save(Settings(device_token="two words"))

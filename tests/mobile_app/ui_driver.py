@@ -3,11 +3,12 @@
 Usage (one window size per process; the window is never resized):
     python tests/mobile_app/ui_driver.py --size 360x640 --home H --hub-root HUB --public-key PUB \
         --photo A.png --photo B.png --unusable DARK.png --corrupt BAD.png --labels LABELS.csv \
-        --token TOKEN --shots DIR --out RESULT.json
+        --bad-labels BAD.csv --token TOKEN --shots DIR --out RESULT.json
 
 It starts `python -m hub serve` on loopback itself (so it can stop it mid-run for the offline
-part, and start it again for the training upload), drives the app only through touches (text fields are filled in as a keyboard would), and
-records what the screens display; tests/mobile_app/test_app_ui.py asserts on the JSON.
+part, and start it again for the training upload), drives the app only through touches (text
+fields are filled in as a keyboard would), and records what the screens display;
+tests/mobile_app/test_app_ui.py asserts on the JSON.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--unusable", required=True)
     p.add_argument("--corrupt", required=True)
     p.add_argument("--labels", required=True, help="a specialist's labels CSV (image,grade) for the Train screen")
+    p.add_argument("--bad-labels", required=True, help="a labels CSV with bad rows")
     p.add_argument("--token", required=True, help="a device token the hub issued")
     p.add_argument("--shots", required=True)
     p.add_argument("--out", required=True)
@@ -231,9 +233,15 @@ def train_session(d, app, picker, args, result: dict, nav, check_sizes, start_hu
     train = nav("train")
     result["train_initial"] = {"labels": train.ids.labels_text.text, "queue": train.ids.queue_empty.text,
                                "train_disabled": train.ids.train_button.disabled}
+    picker.push(args.bad_labels)            # a file with mistakes: every bad row is listed, nothing trains
+    d.tap(train.ids.pick_button)
+    d.wait(lambda: train.labels is not None, "the bad labels to be read")
+    result["train_bad_labels"] = {"problems": train.ids.problems_text.text, "photos": train.ids.photos_text.text,
+                                  "train_disabled": train.ids.train_button.disabled}
+    check_sizes("train_bad_labels")
     picker.push(args.labels)
     d.tap(train.ids.pick_button)
-    d.wait(lambda: train.labels is not None, "the labels to be read")
+    d.wait(lambda: train.labels is not None and train.labels.status == "ok", "the labels to be read")
     result["train_labels"] = {"labels": train.ids.labels_text.text, "photos": train.ids.photos_text.text,
                               "budget": train.ids.budget_text.text, "problems": train.ids.problems_text.text}
     check_sizes("train_labels")
