@@ -158,7 +158,6 @@ class Actions:
         folder.mkdir(parents=True, exist_ok=True)
         return Path(self.client.export_history_csv(folder / f"history-{time.strftime('%Y%m%d-%H%M%S')}.csv"))
 
-
     # ---- on-device training (issue 8) ---------------------------------------------------------
     def labels(self, labels_csv: str | Path) -> LabelsOutcome:
         """Check a labels CSV and read its photo set's budget (nothing is trained)."""

@@ -172,14 +172,18 @@ def test_screening_session(size, published, tmp_path):
     last = r["personal_diagnosis"]["model"]
     check_result(r["diagnosis_fr"], last["grade"], last["probabilities"], lang="fr")
     assert r["diagnosis_fr"]["texts"]["personal"] == translate("diagnose.personal", "fr")
+    fr = r["train_fr"]   # the Train screen follows the language: budget, mode, queue rows
+    assert fr["budget"].startswith("Budget de confidentialité de ces photos : ε ")
+    assert "tours jusqu'ici : 2" in fr["budget"]
+    assert fr["mode"] == translate("train.explain_personal", "fr")
+    assert fr["queue"][0]["text"].endswith(translate("train.update_uploaded", "fr"))
 
     check_training(r, published)
 
     # 48 dp touch targets, 16 sp text, nothing wider than the window, on every screen visited
     assert {k: v for k, v in r["violations"].items() if v} == {}
     assert {"home", "diagnose", "history", "train_bad_labels", "train_labels", "train_queue", "train_personal",
-            "settings",
-            "diagnose_fr"} <= set(r["violations"])
+            "settings", "train_fr", "diagnose_fr"} <= set(r["violations"])
 
     # Screenshots of every screen, not blank, at the window's size
     assert set(SCREENS) <= set(r["shots"])

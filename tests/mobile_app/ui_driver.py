@@ -221,6 +221,11 @@ def run(args, result: dict, hub, width: int, height: int, start_hub) -> None:
     result["diagnosis_fr"] = read_result(diag)
     check_sizes("diagnose_fr")
     check_sizes("settings_fr")
+    train = nav("train")
+    d.pump(2)
+    result["train_fr"] = {"budget": train.ids.budget_text.text, "mode": train.ids.mode_text.text,
+                          "queue": queue_rows(train)}
+    check_sizes("train_fr")
     step("settings")
 
 
