@@ -179,8 +179,10 @@ class Run:
         privacy = self.mode.privacy() or {}
         checkpoint["privacy"].update({k: privacy.get(k) for k in ("epsilon", "delta", "accountant", "steps")})
         atomic_torch_save(checkpoint, self.out / "model.pt")
+        synthetic = (Path(self.config.data) / "synth.json").is_file()  # `trainer synth` leaves this marker
         write_model_card(self.out / "model_card.md", checkpoint,
-                         extra={"stop_reason": self.stop_reason, "partition": self.data.summary})
+                         extra={"stop_reason": self.stop_reason, "partition": self.data.summary,
+                                "synthetic": synthetic})
         test = checkpoint["metrics"]["test"]
         write_confusion_png(test["confusion"], checkpoint["class_names"], self.out / "confusion.png",
                             title=f"{self.config.mode}: test confusion (round {checkpoint['round']})")
