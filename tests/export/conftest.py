@@ -27,6 +27,12 @@ EPOCHS = 24
 # The tiny 48-px model is weak (accuracy ~0.35, many near-ties), so int8 flips more top-1s than
 # on a real model (measured 0.95-0.97 for activation-quantized int8, 0.98 for Core ML).
 FIXTURE_MIN_AGREEMENT = 0.9
+
+
+@pytest.fixture(scope="session")
+def fixture_min_agreement() -> float:
+    """The agreement the shared export was built with (a fixture: conftest is not importable by name)."""
+    return FIXTURE_MIN_AGREEMENT
 PRIVACY = {"epsilon": 7.31, "delta": 1e-5, "accountant": "rdp",
            "privacy_model": "patient-level (add/remove one patient), honest-but-curious server, t=0",
            "noise_multiplier": 1.1, "sample_rate": 0.05, "steps": 120, "clipping_norm": 2.0}
