@@ -1,9 +1,11 @@
 """Seconds per Dopamine round with SecAgg+ on a real loopback deployment (TLS, SuperNode auth),
 for K = 3 and K = 10 SuperNodes, with Flower's stock polling and with `--poll-interval 0.1`, and
 where the time goes: each SecAgg+ stage's wall time at the server, and the cost of the process
-Flower 1.42 starts for EVERY message (one `flwr-clientapp` per node per stage, four stages a round).
+Flower 1.42 starts for EVERY message (one `flwr-clientapp` per node per stage, four stages a round),
+against one long-lived ClientApp process per node (`federation/warm_worker.py`).
 
     .venv/bin/python benchmarks/bench_federation.py [--nodes 3 10] [--rounds 3] [--polls 0 0.1]
+        [--executors process warm]
 
 Printed as a table (not a timed test). Tiny data (32 px, ~8 patients per hospital): the numbers
 are the federation's overhead, not training.
@@ -45,10 +47,10 @@ def process_costs(home: Path) -> dict[str, float]:
     return out
 
 
-def bench(nodes: int, poll: float, rounds: int, work: Path, certs: Path) -> dict:
+def bench(nodes: int, poll: float, rounds: int, work: Path, certs: Path, warm: bool) -> dict:
     data = split(work / "synth", work / f"split-{nodes}", hospitals=nodes, eval_fraction=0.0, seed=0)
-    spec = DeploySpec(workdir=work / f"dep-{nodes}-{poll}", certs=certs,
-                      hospital_dirs=[Path(d) for d in data["hospitals"]], poll_interval=poll)
+    spec = DeploySpec(workdir=work / f"dep-{nodes}-{poll}-{warm}", certs=certs,
+                      hospital_dirs=[Path(d) for d in data["hospitals"]], poll_interval=poll, warm_worker=warm)
     started = time.perf_counter()
     with Deployment(spec) as dep:
         up = time.perf_counter() - started
@@ -60,7 +62,7 @@ def bench(nodes: int, poll: float, rounds: int, work: Path, certs: Path) -> dict
     warm = results["rounds"][1:] or results["rounds"]
     stages = {s: statistics.mean(r["stage_seconds"].get(s, 0.0) for r in warm)
               for s in ("setup", "share_keys", "collect_masked_vectors")}
-    return {"nodes": nodes, "poll": poll, "up": up, "first": results["rounds"][0]["seconds"],
+    return {"nodes": nodes, "poll": poll, "warm": warm, "up": up, "first": results["rounds"][0]["seconds"],
             "per_round": statistics.mean(r["seconds"] for r in warm), **stages}
 
 
@@ -70,6 +72,8 @@ def main() -> int:
     parser.add_argument("--polls", type=float, nargs="+", default=[0.0, 0.1],
                         help="0 = Flower's stock polling (3 s sleeps)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--executors", nargs="+", default=["process", "warm"], choices=("process", "warm"),
+                        help="process: Flower's flwr-clientapp per message; warm: federation/warm_worker.py")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-fed-") as tmp:
         work = Path(tmp)
@@ -82,12 +86,14 @@ def main() -> int:
         for name, seconds in costs.items():
             print(f"  {name:<40} {seconds:6.2f}")
         print()
-        rows = [bench(n, p, args.rounds, work, certs) for n in args.nodes for p in args.polls]
-    print(f"{'nodes':>5} {'poll':>6} {'up s':>6} {'round 1 s':>9} {'s/round':>8} "
+        rows = [bench(n, p, args.rounds, work, certs, e == "warm")
+                for n in args.nodes for e in args.executors for p in args.polls]
+    print(f"{'nodes':>5} {'executor':>8} {'poll':>6} {'up s':>6} {'round 1 s':>9} {'s/round':>8} "
           f"{'setup':>6} {'keys':>6} {'masked':>7}   (later rounds; stages = server wall s)")
     for r in rows:
         poll = "stock" if r["poll"] == 0 else f"{r['poll']:g} s"
-        print(f"{r['nodes']:>5} {poll:>6} {r['up']:6.1f} {r['first']:9.1f} {r['per_round']:8.1f} "
+        executor = "warm" if r["warm"] else "process"
+        print(f"{r['nodes']:>5} {executor:>8} {poll:>6} {r['up']:6.1f} {r['first']:9.1f} {r['per_round']:8.1f} "
               f"{r['setup']:6.1f} {r['share_keys']:6.1f} {r['collect_masked_vectors']:7.1f}")
     print("\ntarget: <= 2 s a round at 10 nodes; `uptime` load at the end:",
           subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())

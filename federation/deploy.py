@@ -54,6 +54,7 @@ class DeploySpec:
     connect_timeout: float = 60.0       # a SuperNode gives up reaching the SuperLink after this
     superlink_address: str | None = None   # SuperNodes dial this (default 127.0.0.1:port)
     poll_interval: float = 0.0          # >0: SuperNodes and ServerApp poll this often (polling.py)
+    warm_worker: bool = False           # one long-lived ClientApp process per node (warm_worker.py)
 
     def check(self) -> None:
         for name in ("ca.crt", "server.crt", "server.key"):
@@ -158,15 +159,21 @@ class Deployment:
         home = self.work / f"hospital-{k}"
         home.mkdir(parents=True, exist_ok=True)
         node_config = " ".join(f"{key}={_toml(value)}" for key, value in self.node_config(k).items())
+        runtime_port = free_port()
         launcher = [str(BIN / "flower-supernode")]
         if self.spec.poll_interval > 0:
             launcher = [sys.executable, "-m", "federation.polling", str(self.spec.poll_interval)]
         cmd = [*launcher, "--root-certificates", str((self.spec.certs / "ca.crt").resolve()),
                "--superlink", self.spec.superlink_address or f"127.0.0.1:{self.port}",
                "--auth-supernode-private-key", str((self.spec.certs / f"hospital-{k}" / "auth_key").resolve()),
-               "--node-config", node_config, "--isolation", "subprocess",
-               "--host", "127.0.0.1", "--port", str(free_port()), "--max-wait-time", str(self.spec.connect_timeout)]
-        self.procs[f"hospital-{k}"] = start(cmd, log=home / "supernode.log", env=self.env(home / "flwr-home"))
+               "--node-config", node_config, "--isolation", "process" if self.spec.warm_worker else "subprocess",
+               "--host", "127.0.0.1", "--port", str(runtime_port), "--max-wait-time", str(self.spec.connect_timeout)]
+        node = start(cmd, log=home / "supernode.log", env=self.env(home / "flwr-home"))
+        self.procs[f"hospital-{k}"] = node
+        if self.spec.warm_worker:
+            worker = [sys.executable, "-m", "federation.warm_worker", f"127.0.0.1:{runtime_port}",
+                      "--parent-pid", str(node.pid), "--poll", str(self.spec.poll_interval or 0.05)]
+            self.procs[f"worker-{k}"] = start(worker, log=home / "worker.log", env=self.env(home / "flwr-home"))
         self._save_pids()
 
     def wait_nodes(self, count: int, *, timeout: float) -> None:
@@ -175,7 +182,7 @@ class Deployment:
         online = 0
         while time.monotonic() < deadline:
             for name, proc in self.procs.items():
-                unregistered = name in {f"hospital-{k}" for k in self.spec.unregistered}
+                unregistered = name in {f"{kind}-{k}" for k in self.spec.unregistered for kind in ("hospital", "worker")}
                 if not alive(proc.pid) and not unregistered:
                     raise DeployError(f"{name} exited: {self._tail(name)}")
             online = self.online_nodes()
@@ -194,9 +201,10 @@ class Deployment:
 
     def kill_node(self, k: int) -> None:
         """Hard-kill one hospital (its SuperNode and everything below it): a dropout."""
-        proc = self.procs.pop(f"hospital-{k}")
-        stop_pids([proc.pid], grace=0.0)
-        proc.wait(timeout=10)
+        procs = [self.procs.pop(name) for name in (f"hospital-{k}", f"worker-{k}") if name in self.procs]
+        stop_pids([proc.pid for proc in procs], grace=0.0)
+        for proc in procs:
+            proc.wait(timeout=10)
         self._save_pids()
 
     def down(self) -> None:
@@ -214,7 +222,8 @@ class Deployment:
         data = {"port": self.port, "spec": {"certs": str(self.spec.certs.resolve()),
                                             "hospital_dirs": [str(d) for d in self.spec.hospital_dirs],
                                             "test_mode": self.spec.test_mode,
-                                            "poll_interval": self.spec.poll_interval},
+                                            "poll_interval": self.spec.poll_interval,
+                                            "warm_worker": self.spec.warm_worker},
                 "pids": {name: [proc.pid, start_time(proc.pid)] for name, proc in self.procs.items()}}
         atomic_write_bytes(self.work / "pids.json", json.dumps(data, indent=1).encode())
 
@@ -235,13 +244,16 @@ class Deployment:
             spec = DeploySpec(workdir=Path(workdir), certs=Path(data["spec"]["certs"]),
                               hospital_dirs=[Path(d) for d in data["spec"]["hospital_dirs"]],
                               test_mode=data["spec"]["test_mode"], port=data["port"],
-                              poll_interval=data["spec"]["poll_interval"])
+                              poll_interval=data["spec"]["poll_interval"],
+                              warm_worker=data["spec"].get("warm_worker", False))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DeployError(f"{path}: no deployment recorded there ({exc})") from None
         return cls(spec)
 
     def _tail(self, name: str) -> str:
         log = self.work / "superlink.log" if name == "superlink" else self.work / name / "supernode.log"
+        if name.startswith("worker-"):
+            log = self.work / name.replace("worker-", "hospital-") / "worker.log"
         lines = [l for l in log.read_text(errors="replace").splitlines() if l.strip()] if log.exists() else []
         return " | ".join(lines[-3:]) or "(no output)"
 
