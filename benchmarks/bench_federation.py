@@ -47,6 +47,25 @@ def process_costs(home: Path) -> dict[str, float]:
     return out
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system, with reaped children) of the given processes and their live
+    descendants: a load-independent measure of what a run costs."""
+    import os
+    from federation.procs import descendants
+    tick, total, seen = os.sysconf("SC_CLK_TCK"), 0, set()
+    for pid in pids:
+        for p in [pid, *descendants(pid)]:
+            if p in seen:
+                continue
+            seen.add(p)
+            try:
+                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += sum(int(fields[i]) for i in (11, 12, 13, 14))   # utime stime cutime cstime
+    return total / tick
+
+
 def bench(nodes: int, poll: float, rounds: int, work: Path, certs: Path, warm: bool) -> dict:
     data = split(work / "synth", work / f"split-{nodes}", hospitals=nodes, eval_fraction=0.0, seed=0)
     spec = DeploySpec(workdir=work / f"dep-{nodes}-{poll}-{warm}", certs=certs,
@@ -54,15 +73,18 @@ def bench(nodes: int, poll: float, rounds: int, work: Path, certs: Path, warm: b
     started = time.perf_counter()
     with Deployment(spec) as dep:
         up = time.perf_counter() - started
+        pids = [p.pid for p in dep.procs.values()]
+        cpu_before = cpu_seconds(pids)
         results = dep.run({"hospitals": nodes, "rounds": rounds, "total-patients": data["total"],
                            "max-patients": data["max"], "sample-rate": 0.5, "secagg-timeout": 600.0},
                           timeout=3600)
+        cpu = (cpu_seconds(pids) - cpu_before) / rounds
     if results["status"] != "completed":
         raise SystemExit(f"K={nodes}: run {results['status']}: {results['reason']}")
     warm = results["rounds"][1:] or results["rounds"]
     stages = {s: statistics.mean(r["stage_seconds"].get(s, 0.0) for r in warm)
               for s in ("setup", "share_keys", "collect_masked_vectors")}
-    return {"nodes": nodes, "poll": poll, "warm": warm, "up": up, "first": results["rounds"][0]["seconds"],
+    return {"nodes": nodes, "poll": poll, "warm": warm, "up": up, "cpu": cpu, "first": results["rounds"][0]["seconds"],
             "per_round": statistics.mean(r["seconds"] for r in warm), **stages}
 
 
@@ -89,12 +111,12 @@ def main() -> int:
         rows = [bench(n, p, args.rounds, work, certs, e == "warm")
                 for n in args.nodes for e in args.executors for p in args.polls]
     print(f"{'nodes':>5} {'executor':>8} {'poll':>6} {'up s':>6} {'round 1 s':>9} {'s/round':>8} "
-          f"{'setup':>6} {'keys':>6} {'masked':>7}   (later rounds; stages = server wall s)")
+          f"{'setup':>6} {'keys':>6} {'masked':>7} {'CPU s/round':>11}   (later rounds; stages = server wall s)")
     for r in rows:
         poll = "stock" if r["poll"] == 0 else f"{r['poll']:g} s"
         executor = "warm" if r["warm"] else "process"
         print(f"{r['nodes']:>5} {executor:>8} {poll:>6} {r['up']:6.1f} {r['first']:9.1f} {r['per_round']:8.1f} "
-              f"{r['setup']:6.1f} {r['share_keys']:6.1f} {r['collect_masked_vectors']:7.1f}")
+              f"{r['setup']:6.1f} {r['share_keys']:6.1f} {r['collect_masked_vectors']:7.1f} {r['cpu']:11.1f}")
     print("\ntarget: <= 2 s a round at 10 nodes; `uptime` load at the end:",
           subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     return 0

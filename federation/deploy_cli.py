@@ -21,6 +21,8 @@ def _spec_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None, help="SuperLink port (default: a free one)")
     parser.add_argument("--poll-interval", type=float, default=0.0,
                         help="poll every S seconds instead of Flower's fixed 3 s (federation/polling.py)")
+    parser.add_argument("--warm-worker", action="store_true",
+                        help="one long-lived ClientApp process per SuperNode instead of one per message")
     parser.add_argument("--test-mode", action="store_true",
                         help="nodes accept a seed (tests only: noise becomes predictable)")
 
@@ -66,7 +68,7 @@ def _spec(args) -> DeploySpec:
         raise ValueError(f"--hospitals must be >= 2 (SecAgg+ needs two), got {args.hospitals}")
     dirs = [args.data_root / f"hospital-{k}" for k in range(args.hospitals)]
     return DeploySpec(workdir=args.workdir, certs=args.certs, hospital_dirs=dirs, test_mode=args.test_mode,
-                      port=args.port, poll_interval=args.poll_interval)
+                      port=args.port, poll_interval=args.poll_interval, warm_worker=args.warm_worker)
 
 
 def _print_results(results: dict) -> int:

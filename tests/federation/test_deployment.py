@@ -57,3 +57,12 @@ def test_deployment_matches_simulator_noise_on_and_off(fed_data, certs, tmp_path
     # Nothing this test started is left running.
     from federation.procs import alive
     assert not any(alive(pid) for pid, _ in pids)
+
+
+def test_warm_worker_deployment_matches_simulator(fed_data, certs, tmp_path):
+    """The opt-in warm ClientApp worker (one process per SuperNode) gives the same aggregates."""
+    spec = DeploySpec(workdir=tmp_path / "dep", certs=certs, hospital_dirs=[Path(d) for d in fed_data["hospitals"]],
+                      test_mode=True, poll_interval=0.05, warm_worker=True)
+    with Deployment(spec) as dep:
+        results = dep.run(base_run(fed_data, seed=0, **{"noise-multiplier": 1.0}), timeout=240)
+    _check_parity(fed_data, results)
