@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from trainer.checkpoint import atomic_torch_save, save_checkpoint
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, validate
 from trainer.fileio import atomic_write_text
 from trainer.data.augment import Augment
 from trainer.metrics import evaluate
@@ -91,12 +91,14 @@ class Run:
         state_path = run_dir / STATE_FILE
         if not state_path.is_file():
             raise ValueError(f"{run_dir}: nothing to resume (no {STATE_FILE}); start a new run instead")
-        from trainer.config import TrainConfig as _Config, validate
-        config = _Config(**json.loads((run_dir / "config.json").read_text()))
+        try:
+            config = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"{run_dir / 'config.json'}: cannot resume from it ({exc})") from None
         config.out = str(run_dir)
         validate(config)
         run = cls(config, progress=progress)
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
         run.mode.load_state_dict(state["mode"])
         run.rows = state["rows"]
         run.round = state["round"]

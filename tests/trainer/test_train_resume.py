@@ -50,6 +50,6 @@ def test_killed_run_resumes_to_the_same_result(tiny_fundus, tmp_path):
     assert [r["epsilon"] for r in a] == [r["epsilon"] for r in b]  # the accountant was not reset
     assert [r["epsilon"] for r in b] == sorted(r["epsilon"] for r in b)
     assert a[-1]["val_accuracy"] == pytest.approx(b[-1]["val_accuracy"])
-    wa = torch.load(whole / "state.pt", weights_only=False)["mode"]["weights"]
-    wb = torch.load(killed / "state.pt", weights_only=False)["mode"]["weights"]
+    wa = torch.load(whole / "state.pt", weights_only=True)["mode"]["weights"]
+    wb = torch.load(killed / "state.pt", weights_only=True)["mode"]["weights"]
     assert torch.allclose(wa, wb, atol=1e-6)
