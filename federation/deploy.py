@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -254,8 +255,10 @@ class Deployment:
         log = self.work / "superlink.log" if name == "superlink" else self.work / name / "supernode.log"
         if name.startswith("worker-"):
             log = self.work / name.replace("worker-", "hospital-") / "worker.log"
-        lines = [l for l in log.read_text(errors="replace").splitlines() if l.strip()] if log.exists() else []
-        return " | ".join(lines[-3:]) or "(no output)"
+        text = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace")) if log.exists() else ""
+        lines = [l.strip() for l in text.splitlines() if l.strip()]
+        failures = [l for l in lines if re.search(r"error|failed|exit code|refused", l, re.I)]
+        return " | ".join((failures or lines)[-3:]) or "(no output)"
 
     # -- a run ----------------------------------------------------------------------------------
     def run(self, config: dict, *, timeout: float = 240) -> dict:

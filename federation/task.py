@@ -15,7 +15,7 @@ from torch.nn.utils import parameters_to_vector
 from edge_client.preprocess import PreprocessConfig
 from federation.config import ConfigError, NodeConfig, RunConfig
 from federation.node_state import HospitalState, NodeRefusal
-from federation.secagg import CLIP_DELTA_FRACTION, PreScale, prescale
+from federation.secagg import CLIP_DELTA_FRACTION, DEFAULT_CLIPPING_RANGE, PreScale, prescale
 from trainer.data.arrays import load_arrays
 from trainer.data.augment import Augment
 from trainer.data.datasets import load_dataset
@@ -168,4 +168,8 @@ class Hospital:
             self.state.record_steps([(noise_multiplier, mode.sample_rates[0])] * taken)
         if self.generator is not None:
             self.state.save_generator(self.generator, run_id=self.run_id)
-        return (mode.weights().double() / self.run.weight_scale).numpy()
+        scaled = (mode.weights().double() / self.run.weight_scale).numpy()
+        if np.abs(scaled).max() >= DEFAULT_CLIPPING_RANGE:   # SecAgg+ would clip: refuse, do not distort
+            raise NodeRefusal(f"local weights reach {np.abs(scaled).max() * self.run.weight_scale:.1f}, beyond "
+                              f"SecAgg+'s range ±{DEFAULT_CLIPPING_RANGE * self.run.weight_scale:g}: raise weight-scale")
+        return scaled

@@ -22,7 +22,7 @@ def test_node_killed_mid_round(fed_data, certs, tmp_path):
     sigma, clip = 1.0, 1.0
     with Deployment(spec) as dep:
         config = base_run(fed_data, seed=0, **{"noise-multiplier": sigma, "min-participants": 2,
-                                               "secagg-timeout": 30.0, "test-stall-hospital": 2,
+                                               "secagg-timeout": 60.0, "test-stall-hospital": 2,
                                                "test-stall-round": 2, "test-stall-seconds": 600.0})
         marker = dep.work / "hospital-2" / "state" / "stalled-round-2"
         with ThreadPoolExecutor(1) as pool:
@@ -30,13 +30,16 @@ def test_node_killed_mid_round(fed_data, certs, tmp_path):
             deadline = time.monotonic() + 200
             while not marker.exists() and time.monotonic() < deadline and not future.done():
                 time.sleep(0.2)
+            if future.done():
+                early = future.result()
+                pytest.fail(f"run ended before hospital-2 stalled: {early['status']}: {early['reason']}")
             assert marker.exists(), "hospital-2 never reached round 2's training"
             dep.kill_node(2)                      # SIGKILL its SuperNode, SuperExec and ClientApp
             killed_at = time.monotonic()
             results = future.result()
         assert results["status"] == "completed", results["reason"]
         assert [r["participants"] for r in results["rounds"]] == [3, 2]
-        assert time.monotonic() - killed_at < 150, "the round waited for the dead node past its timeout"
+        assert time.monotonic() - killed_at < 180, "the round waited for the dead node past its timeout"
         trace = np.load(Path(results["config"]["out_dir"]) / "trace.npz")["aggregates"]
         # Shares are sized for K_min = 2: three hospitals add noise σC·√(3/2), two survivors σC (the
         # clipped gradients add little spread next to it at these sizes).
