@@ -11,7 +11,7 @@ from federation.secagg import aggregate_error_bound
 from federation.simulate import run_simulation
 from fed_helpers import HOSPITALS, base_run, simulator_aggregates
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # deployments on 2 shared cores: generous, still bounded
 
 
 def test_flwr_run_on_simulation_engine(fed_data, tmp_path):

@@ -53,7 +53,9 @@ class Mode:
         return parameters_to_vector(self.params).detach().clone()
 
     def set_weights(self, flat: torch.Tensor) -> None:
-        vector_to_parameters(flat, self.params)
+        # vector_to_parameters makes the parameters views of its argument: copy, so that training
+        # in place never writes into the caller's tensor (FedAvg restarts every hospital from w_t).
+        vector_to_parameters(flat.detach().clone(), self.params)
 
     # -- the round ----------------------------------------------------------------------------
     def run_round(self, round_index: int) -> dict:
