@@ -23,7 +23,7 @@ from trainer.privacy import PrivacyLedger, calibrate_noise_multiplier
 
 def pool_hospitals(hospitals: list[HospitalData]) -> HospitalData:
     """One data holder with every hospital's patients (patient indices made disjoint)."""
-    offsets, patients, start = [], [], 0
+    patients, start = [], 0
     for h in hospitals:
         patients.append(h.patients + start)
         start += h.num_patients
