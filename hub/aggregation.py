@@ -26,7 +26,7 @@ import numpy as np
 
 from hub.device_card import device_card, device_privacy
 from hub.device_updates import read_config, signing_key_path
-from hub.registry import HubError, Registry, _atomic_write
+from hub.registry import HubError, Registry, atomic_write
 
 __all__ = ["aggregate", "start_aggregation", "mean_update"]
 
@@ -121,8 +121,8 @@ def aggregate(root: Path, *, log: Callable[[str], None] = print) -> int | None:
             reg.store_checkpoint(published, checkpoint)
             card = device_card(version=published, base_version=current, base=facts["base"], updates=facts["updates"],
                                min_updates=config["min_updates"]).encode()
-            _atomic_write(reg.checkpoint_path(published).parent / "MODEL_CARD.md", card)
-            _atomic_write(reg.version_dir(published) / "MODEL_CARD.md", card)
+            atomic_write(reg.checkpoint_path(published).parent / "MODEL_CARD.md", card)
+            atomic_write(reg.version_dir(published) / "MODEL_CARD.md", card)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         reg.mark_updates([r["id"] for r in rows], "aggregated", published)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
+
+from hub.registry import atomic_write
 
 __all__ = ["UpdateRejected", "MAX_UPDATE_BYTES", "UPDATE_FORMAT", "DEFAULT_CONFIG", "read_config",
            "write_config", "install_signing_key", "signing_key_path", "check_update"]
@@ -29,20 +30,6 @@ class UpdateRejected(ValueError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_config(root: Path) -> dict:
@@ -66,7 +53,7 @@ def write_config(root: Path, **changes) -> dict:
     config = read_config(root)
     config.update({k: v for k, v in changes.items() if v is not None})
     path = Path(root) / "hub.json"
-    _atomic_write(path, (json.dumps(config, indent=2) + "\n").encode())
+    atomic_write(path, (json.dumps(config, indent=2) + "\n").encode())
     return read_config(root)
 
 
@@ -94,7 +81,7 @@ def install_signing_key(root: Path, private_key: Path, publisher_key: bytes) -> 
     folder.mkdir(mode=0o700, exist_ok=True)
     os.chmod(folder, 0o700)
     path = signing_key_path(root)
-    _atomic_write(path, Path(private_key).read_bytes(), mode=0o600)
+    atomic_write(path, Path(private_key).read_bytes(), mode=0o600)
     return path
 
 

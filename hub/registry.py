@@ -86,14 +86,16 @@ def init_hub(root: Path, publisher_key: Path | str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "versions").mkdir(exist_ok=True)
     (root / "updates").mkdir(exist_ok=True)
-    _atomic_write(root / "publisher.key", (encode_key(raw) + "\n").encode())
+    atomic_write(root / "publisher.key", (encode_key(raw) + "\n").encode())
     Registry(root).close()
     return root
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write via a temp file in the same folder, fsync, then os.replace (never half a file)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -295,7 +297,7 @@ class Registry:
         final = self.checkpoint_path(version)
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
-            _atomic_write(final, Path(checkpoint).read_bytes())
+            atomic_write(final, Path(checkpoint).read_bytes())
         except OSError as exc:
             raise HubError(f"{checkpoint}: cannot read checkpoint ({exc.strerror})") from None
         return final
