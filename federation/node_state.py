@@ -14,10 +14,9 @@ import contextlib
 import fcntl
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from trainer.fileio import atomic_write
 from trainer.privacy import PrivacyLedger
 
 LEDGER_FILE = "privacy_ledger.json"
@@ -32,17 +31,7 @@ class NodeRefusal(RuntimeError):
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file so a crash leaves the old or the new content, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def check_seed(seed: int | None, *, test_mode: bool) -> None:
@@ -169,9 +158,5 @@ class HospitalState:
         return generator
 
     def save_generator(self, generator, *, run_id: int) -> None:
-        import torch
-        name = GENERATOR_FILE.format(run_id=run_id)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.dir)
-        os.close(fd)
-        torch.save(generator.get_state(), tmp)
-        os.replace(tmp, self.dir / name)
+        from trainer.checkpoint import atomic_torch_save  # torch loads only when a round runs
+        atomic_torch_save(generator.get_state(), self.dir / GENERATOR_FILE.format(run_id=run_id))

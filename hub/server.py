@@ -21,9 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import secrets
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +32,7 @@ from edge_client.manifest import SAFE_NAME, manifest_etag
 from hub.aggregation import start_aggregation
 from hub.device_updates import MAX_UPDATE_BYTES, UpdateRejected, check_update, read_config
 from hub.ranges import etag_matches, parse_range
-from hub.registry import Registry
+from hub.registry import Registry, atomic_write
 
 __all__ = ["create_app", "MAX_BODY_BYTES"]
 
@@ -194,16 +192,7 @@ def create_app(root: Path, *, max_body_bytes: int = MAX_BODY_BYTES,
             return _error(exc.status, str(exc))
         digest = hashlib.sha256(body).hexdigest()
         final = root / "updates" / f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}.json"
-        fd, tmp = tempfile.mkstemp(dir=root / "updates", prefix=".upload.")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(body)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(final, bytes(body))
         with registry() as reg:
             update_id = reg.record_update(token_id, final, len(body), digest, base_version=payload["base_version"],
                                           epsilon=payload["epsilon"], delta=payload["delta"])
