@@ -79,15 +79,32 @@ def test_patient_with_two_images_is_clipped_as_one_unit(tiny_model):
     assert float(one_patient.total.norm()) <= clip * (1 + 1e-4)
 
 
-def test_update_does_not_depend_on_realised_batch_size():
-    """The server divides by the public q·N, so two rounds that differ only in how many patients
-    were sampled (with zero gradients) produce the same update."""
-    weights, buffer = torch.zeros(8), torch.zeros(8)
-    noise = torch.randn(8)
-    # Zero-gradient samples contribute nothing: the aggregate is the same noise whatever the size.
-    small, _ = server_step(weights, buffer, noise + 0 * 3, expected_batch_size=20.0, learning_rate=0.1, momentum=0.9)
-    large, _ = server_step(weights, buffer, noise + 0 * 30, expected_batch_size=20.0, learning_rate=0.1, momentum=0.9)
-    assert torch.equal(small, large)
+def test_server_divides_by_the_public_expected_batch_not_the_realised_one():
+    """Every patient is the same image, so Σ clip(g) = n·clip(g) for a round that sampled n.
+    Dividing by the public q·N makes the update n·clip(g)/(q·N): proportional to n. Dividing by
+    the realised n would make every round's update the same, and would reveal n."""
+    from trainer.config import TrainConfig
+    from trainer.modes.dp_sgd import DopamineMode
+    torch.manual_seed(0)
+    image, label = torch.randn(1, 3, 32, 32), torch.tensor([2])
+    hospitals = [HospitalData(image.repeat(20, 1, 1, 1), label.repeat(20), torch.arange(20)) for _ in range(2)]
+    config = TrainConfig(mode="dopamine", hospitals=2, sample_rate=0.3, noise_multiplier=0.0, clipping_norm=0.5,
+                         learning_rate=1.0, momentum=0.0, optimizer="sgd", augment=False, dropout=0.0, seed=1)
+    mode = DopamineMode(model=build_model(dropout=0.0), hospitals=hospitals, config=config)
+    start = mode.weights()
+    one = mode.clipper.clipped_sum(image, label).total  # clip(g) of the single image at w_0
+    realised = []
+    for round_index in range(6):
+        mode.set_weights(start)
+        mode.optimizer_state = {}
+        mode.run_round(round_index)
+        step = start - mode.weights()  # = n · clip(g) / (q · N) with lr 1, no momentum, no noise
+        n = float(step @ one) / float(one @ one) * mode.expected_batch
+        assert n == pytest.approx(round(n), abs=1e-3)
+        assert torch.allclose(step, round(n) * one / mode.expected_batch, atol=1e-6)
+        realised.append(round(n))
+    assert mode.expected_batch == pytest.approx(0.3 * 40)
+    assert len(set(realised)) > 1, f"Poisson sampling should vary the sample size: {realised}"
 
 
 def test_server_sgd_matches_torch_sgd_with_momentum():
