@@ -8,7 +8,7 @@ from scipy import stats
 
 from trainer.dp.hospital import HospitalData, hospital_step
 from trainer.dp.mechanism import (csprng_normal, gaussian_noise, noise_share_std, poisson_sample,
-                                  server_step, server_update)
+                                  server_update)
 from trainer.dp.per_sample import PerSampleClipper
 from trainer.model import build_model
 
