@@ -27,15 +27,15 @@ BIN = Path(sys.executable).parent
 CONNECTION = "dopamine-local"
 
 
-def flower_env(flwr_home: Path, *, poll_interval: float = 0.0) -> dict[str, str]:
+def flower_env(flwr_home: Path) -> dict[str, str]:
     """Environment of every Flower process: its own FLWR_HOME, the repo on PYTHONPATH (the app's
-    code is installed, never fetched), no runtime installs, no update checks."""
+    code is installed, never fetched), no runtime installs, no update checks. (SuperExec's task
+    poll stays at its 1 s default: it only delays a run's start, and polling it faster costs the
+    SuperLink a request each time.)"""
     env = dict(os.environ)
     env.update({"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "FLWR_HOME": str(flwr_home),
                 "PYTHONPATH": str(REPO), "FLWR_DISABLE_UPDATE_CHECK": "1",
                 "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", "PYTHONUNBUFFERED": "1"})
-    if poll_interval > 0:   # SuperExec's own knob (default 1 s)
-        env["FLWR_SUPEREXEC_TASK_POLL_INTERVAL"] = str(poll_interval)
     return env
 
 
@@ -56,6 +56,7 @@ class DeploySpec:
     superlink_address: str | None = None   # SuperNodes dial this (default 127.0.0.1:port)
     poll_interval: float = 0.0          # >0: SuperNodes and ServerApp poll this often (polling.py)
     warm_worker: bool = False           # one long-lived ClientApp process per node (warm_worker.py)
+    superlink_db: bool = False          # SuperLink state in SQLite (workdir/superlink.db), not in memory
 
     def check(self) -> None:
         for name in ("ca.crt", "server.crt", "server.key"):
@@ -81,7 +82,16 @@ class Deployment:
 
     # -- environment --------------------------------------------------------------------------
     def env(self, flwr_home: Path) -> dict[str, str]:
-        return flower_env(flwr_home, poll_interval=self.spec.poll_interval)
+        return flower_env(flwr_home)
+
+    def node_env(self, flwr_home: Path) -> dict[str, str]:
+        """A hospital's environment here: the K nodes share this machine, so each gets its share of
+        the cores for torch (unless OMP_NUM_THREADS is set). Without this every node's OpenMP
+        threads spin-wait against the others' and a round takes several times longer."""
+        env = self.env(flwr_home)
+        threads = max(1, (os.cpu_count() or 1) // max(1, len(self.spec.hospital_dirs)))
+        env.setdefault("OMP_NUM_THREADS", str(threads))
+        return env
 
     def _write_cli_config(self) -> None:
         ca = (self.spec.certs / "ca.crt").resolve()
@@ -124,9 +134,10 @@ class Deployment:
         cmd = [str(BIN / "flower-superlink"), "--ssl-ca-certfile", str(certs / "ca.crt"),
                "--ssl-certfile", str(certs / "server.crt"), "--ssl-keyfile", str(certs / "server.key"),
                "--enable-supernode-auth", "--disable-runtime-dependency-installation",
-               "--isolation", "subprocess", "--host", "127.0.0.1", "--port", str(self.port),
-               "--database", str(self.work / "superlink.db")]
-        (self.work / "superlink.db").unlink(missing_ok=True)
+               "--isolation", "subprocess", "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.spec.superlink_db:
+            (self.work / "superlink.db").unlink(missing_ok=True)
+            cmd += ["--database", str(self.work / "superlink.db")]
         self.procs["superlink"] = start(cmd, log=self.work / "superlink.log", env=self.env(self.work / "link-home"))
         self._save_pids()
         deadline = time.monotonic() + timeout
@@ -169,12 +180,12 @@ class Deployment:
                "--auth-supernode-private-key", str((self.spec.certs / f"hospital-{k}" / "auth_key").resolve()),
                "--node-config", node_config, "--isolation", "process" if self.spec.warm_worker else "subprocess",
                "--host", "127.0.0.1", "--port", str(runtime_port), "--max-wait-time", str(self.spec.connect_timeout)]
-        node = start(cmd, log=home / "supernode.log", env=self.env(home / "flwr-home"))
+        node = start(cmd, log=home / "supernode.log", env=self.node_env(home / "flwr-home"))
         self.procs[f"hospital-{k}"] = node
         if self.spec.warm_worker:
             worker = [sys.executable, "-m", "federation.warm_worker", f"127.0.0.1:{runtime_port}",
                       "--parent-pid", str(node.pid), "--poll", str(self.spec.poll_interval or 0.05)]
-            self.procs[f"worker-{k}"] = start(worker, log=home / "worker.log", env=self.env(home / "flwr-home"))
+            self.procs[f"worker-{k}"] = start(worker, log=home / "worker.log", env=self.node_env(home / "flwr-home"))
         self._save_pids()
 
     def wait_nodes(self, count: int, *, timeout: float) -> None:
@@ -224,7 +235,8 @@ class Deployment:
                                             "hospital_dirs": [str(d) for d in self.spec.hospital_dirs],
                                             "test_mode": self.spec.test_mode,
                                             "poll_interval": self.spec.poll_interval,
-                                            "warm_worker": self.spec.warm_worker},
+                                            "warm_worker": self.spec.warm_worker,
+                                            "superlink_db": self.spec.superlink_db},
                 "pids": {name: [proc.pid, start_time(proc.pid)] for name, proc in self.procs.items()}}
         atomic_write_bytes(self.work / "pids.json", json.dumps(data, indent=1).encode())
 
@@ -246,7 +258,8 @@ class Deployment:
                               hospital_dirs=[Path(d) for d in data["spec"]["hospital_dirs"]],
                               test_mode=data["spec"]["test_mode"], port=data["port"],
                               poll_interval=data["spec"]["poll_interval"],
-                              warm_worker=data["spec"].get("warm_worker", False))
+                              warm_worker=data["spec"].get("warm_worker", False),
+                              superlink_db=data["spec"].get("superlink_db", False))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DeployError(f"{path}: no deployment recorded there ({exc})") from None
         return cls(spec)

@@ -36,8 +36,8 @@ def main(grid: Grid, context: Context) -> None:
     run = RunConfig.from_flower(context.run_config)
     run.check()
     if run.server_poll_interval > 0:
-        from federation.polling import fast_server_grid
-        fast_server_grid(run.server_poll_interval)
+        from federation.polling import adaptive_server_grid
+        adaptive_server_grid(run.server_poll_interval)
     writer = ResultsWriter(run)
     strategy = model = None
     try:

@@ -44,12 +44,15 @@ def serve(runtime_address: str, *, poll: float = 0.05, parent_pid: int | None = 
             server_address=runtime_address, insecure=True, root_certificates=None,
             interceptors=list(interceptors), retry_invoker=make_simple_http_retry_invoker())
 
+    from federation.polling import BackoffClock, fast_object_pulls
+    fast_object_pulls(poll)
+    clock = BackoffClock(poll)   # fast right after a task (SecAgg+'s next stage follows), slow when idle
     acquirer = client(RuntimeVersionHttpInterceptor(component_name="SuperExec"))
     request = AcquireTaskRequest(supported_task_types=[str(TaskType.CLIENT_APP)], agentapp_fab_hashes=[])
     while True:
         res = acquirer.AcquireTask(request)
         if not (res.HasField("task") and res.token):
-            time.sleep(poll)
+            clock.sleep()
             continue
         task = client(RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"),
                       RuntimeTokenHttpInterceptor(res.token))
@@ -70,13 +73,14 @@ def serve(runtime_address: str, *, poll: float = 0.05, parent_pid: int | None = 
             if heartbeat.is_running:
                 heartbeat.stop()
             task.close()
+            clock.activity()
             log.info("task %s %s in %.3f s", res.task.task_id, status, time.perf_counter() - started)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m federation.warm_worker", description=__doc__.splitlines()[0])
     parser.add_argument("runtime_address", help="the SuperNode's Runtime API, host:port (its --host/--port)")
-    parser.add_argument("--poll", type=float, default=0.05, help="seconds between task polls")
+    parser.add_argument("--poll", type=float, default=0.05, help="first poll interval after a task (grows while idle)")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process exits")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -25,6 +25,22 @@ def test_rdp_matches_google_dp_accounting_within_one_percent(sigma, q, steps, de
     assert ours == pytest.approx(_google_rdp(sigma, q, steps, delta), rel=0.01)
 
 
+def test_cached_rdp_is_exactly_opacus_rdp_accountant():
+    """The one-step-RDP cache must not change a single bit of ε, for mixed histories too."""
+    from opacus.accountants import RDPAccountant
+    histories = [[(1.1, 0.1, 1)], [(1.1, 0.1, 40)], [(0.8, 0.05, 7), (1.3, 0.2, 3), (0.8, 0.05, 11)],
+                 [(2.0, 1.0, 5)]]
+    for history in histories:
+        ledger = PrivacyLedger(delta=1e-5)
+        for sigma, q, steps in history:
+            for _ in range(steps):
+                ledger.step(noise_multiplier=sigma, sample_rate=q)
+        reference = RDPAccountant()
+        reference.history = list(history)
+        assert ledger.epsilon() == float(reference.get_epsilon(delta=1e-5))
+        assert ledger.epsilon_after(noise_multiplier=0.9, sample_rate=0.3) > ledger.epsilon()
+
+
 def test_prv_is_tighter_than_rdp_but_positive():
     rdp = compute_epsilon(noise_multiplier=1.0, sample_rate=0.01, steps=1000, delta=1e-5, accountant="rdp")
     prv = compute_epsilon(noise_multiplier=1.0, sample_rate=0.01, steps=1000, delta=1e-5, accountant="prv")

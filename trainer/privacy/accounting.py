@@ -5,6 +5,7 @@ run and restored on resume, so ε is never reset. It refuses a step that would e
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -57,10 +58,33 @@ def _new_accountant(name: str):
     return RDPAccountant() if name == "rdp" else PRVAccountant()
 
 
+@functools.lru_cache(maxsize=256)
+def _rdp_of_one_step(noise_multiplier: float, sample_rate: float):
+    """Opacus' RDP of one sampled-Gaussian step at its default orders (read-only array).
+
+    Cached because ε is asked for every round (a hospital checks its budget before it trains) and
+    this is ~99 % of its cost (0.1-0.25 s a call); RDP composes linearly in the steps.
+    """
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis import rdp as analysis
+    values = analysis.compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=1,
+                                  orders=RDPAccountant.DEFAULT_ALPHAS)
+    values.setflags(write=False)
+    return values
+
+
 def _epsilon_of(opacus_accountant, delta: float) -> float:
     if not opacus_accountant.history:
         return 0.0
-    return float(opacus_accountant.get_epsilon(delta=delta))
+    from opacus.accountants import RDPAccountant
+    if type(opacus_accountant) is not RDPAccountant:
+        return float(opacus_accountant.get_epsilon(delta=delta))
+    # RDPAccountant.get_privacy_spent, term for term (compute_rdp is "RDP of one step x steps"),
+    # with the one-step RDP cached: the same floating-point operations, the same ε.
+    from opacus.accountants.analysis import rdp as analysis
+    rdp = sum([_rdp_of_one_step(sigma, q) * steps for sigma, q, steps in opacus_accountant.history])
+    epsilon, _ = analysis.get_privacy_spent(orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=delta)
+    return float(epsilon)
 
 
 def compute_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float,
