@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from federation.doorbell import free_udp_port
 from federation.node_state import atomic_write_bytes
 from federation.procs import alive, free_port, start, start_time, stop_pids
 
@@ -173,8 +174,10 @@ class Deployment:
         node_config = " ".join(f"{key}={_toml(value)}" for key, value in self.node_config(k).items())
         runtime_port = free_port()
         launcher = [str(BIN / "flower-supernode")]
+        doorbell = free_udp_port() if self.spec.warm_worker and self.spec.poll_interval > 0 else None
         if self.spec.poll_interval > 0:
             launcher = [sys.executable, "-m", "federation.polling", str(self.spec.poll_interval)]
+            launcher += ["--doorbell", str(doorbell)] if doorbell else []
         cmd = [*launcher, "--root-certificates", str((self.spec.certs / "ca.crt").resolve()),
                "--superlink", self.spec.superlink_address or f"127.0.0.1:{self.port}",
                "--auth-supernode-private-key", str((self.spec.certs / f"hospital-{k}" / "auth_key").resolve()),
@@ -185,6 +188,7 @@ class Deployment:
         if self.spec.warm_worker:
             worker = [sys.executable, "-m", "federation.warm_worker", f"127.0.0.1:{runtime_port}",
                       "--parent-pid", str(node.pid), "--poll", str(self.spec.poll_interval or 0.05)]
+            worker += ["--doorbell", str(doorbell)] if doorbell else []
             self.procs[f"worker-{k}"] = start(worker, log=home / "worker.log", env=self.node_env(home / "flwr-home"))
         self._save_pids()
 

@@ -20,9 +20,13 @@ def _spec_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hospitals", required=True, type=int, help="number of SuperNodes K")
     parser.add_argument("--port", type=int, default=None, help="SuperLink port (default: a free one)")
     parser.add_argument("--poll-interval", type=float, default=0.0,
-                        help="poll every S seconds instead of Flower's fixed 3 s (federation/polling.py)")
+                        help="adaptive polling from S seconds instead of Flower's fixed 3 s (federation/polling.py)")
     parser.add_argument("--warm-worker", action="store_true",
                         help="one long-lived ClientApp process per SuperNode instead of one per message")
+    parser.add_argument("--fast", action="store_true",
+                        help="both: --poll-interval 0.02 --warm-worker (docs/OPERATORS.md, Speed)")
+    parser.add_argument("--superlink-db", action="store_true",
+                        help="keep the SuperLink's state in WORKDIR/superlink.db (SQLite) instead of memory")
     parser.add_argument("--test-mode", action="store_true",
                         help="nodes accept a seed (tests only: noise becomes predictable)")
 
@@ -68,7 +72,8 @@ def _spec(args) -> DeploySpec:
         raise ValueError(f"--hospitals must be >= 2 (SecAgg+ needs two), got {args.hospitals}")
     dirs = [args.data_root / f"hospital-{k}" for k in range(args.hospitals)]
     return DeploySpec(workdir=args.workdir, certs=args.certs, hospital_dirs=dirs, test_mode=args.test_mode,
-                      port=args.port, poll_interval=args.poll_interval, warm_worker=args.warm_worker)
+                      port=args.port, poll_interval=args.poll_interval or (0.02 if args.fast else 0.0),
+                      warm_worker=args.warm_worker or args.fast, superlink_db=args.superlink_db)
 
 
 def _print_results(results: dict) -> int:

@@ -11,7 +11,7 @@ while nothing happens. A federation in a round polls fast; an idle one costs alm
 Opt-in (`--poll-interval`, run config `server-poll-interval`), default off; each patch replaces
 one module's `time` and wraps one function, and changes nothing else.
 
-    python -m federation.polling 0.02 <flower-supernode arguments>   # an adaptive SuperNode
+    python -m federation.polling 0.02 [--doorbell PORT] <flower-supernode arguments>
 """
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ import sys
 import threading
 import time as _time
 from types import ModuleType
+
+from federation.doorbell import ring
 
 GROWTH = 1.5          # each empty poll waits this much longer than the last ...
 MAX_INTERVAL = 1.0    # ... up to this (Flower's own sleeps are 3 s and 0.5 s)
@@ -44,11 +46,15 @@ class BackoffClock:
         with self._lock:
             self._current = self.interval
 
-    def sleep(self, seconds: float | None = None) -> None:
+    def advance(self, seconds: float | None = None) -> float:
+        """The next wait (at most `seconds`); the one after it is `growth` times longer."""
         with self._lock:
             wait = self._current if seconds is None else min(seconds, self._current)
             self._current = min(self._current * self.growth, self.max_interval)
-        _time.sleep(wait)
+        return wait
+
+    def sleep(self, seconds: float | None = None) -> None:
+        _time.sleep(self.advance(seconds))
 
     def __getattr__(self, name: str):
         return getattr(_time, name)
@@ -78,15 +84,21 @@ def fast_object_pulls(interval: float, *, max_interval: float = MAX_INTERVAL) ->
                                        max_tries_per_object=None)
 
 
-def adaptive_supernode(interval: float) -> BackoffClock:
+def adaptive_supernode(interval: float, *, doorbell: int | None = None) -> BackoffClock:
     """In a SuperNode process: pull and reply waits follow a BackoffClock reset when a message
-    arrives and when the reply has left."""
+    arrives and when the reply has left; with `doorbell` (a UDP port, doorbell.py) the warm worker
+    is rung once a message and its objects are stored."""
     from flwr.supernode import start_client_internal as loop
     clock = BackoffClock(interval)
     fast_object_pulls(interval)
     loop.time = clock
-    loop._pull_and_store_message = _reset_after(clock, loop._pull_and_store_message,
-                                                when=lambda run_id: run_id is not None)
+
+    def received(run_id) -> bool:
+        if run_id is not None and doorbell is not None:
+            ring(doorbell)
+        return run_id is not None
+
+    loop._pull_and_store_message = _reset_after(clock, loop._pull_and_store_message, when=received)
     loop._push_messages = _reset_after(clock, loop._push_messages)   # the next stage follows soon
     return clock
 
@@ -102,16 +114,22 @@ def adaptive_server_grid(interval: float) -> BackoffClock:
 
 
 def main() -> int:
-    if len(sys.argv) < 2:
-        print("usage: python -m federation.polling SECONDS <flower-supernode arguments>", file=sys.stderr)
+    args = sys.argv[1:]
+    if not args:
+        print("usage: python -m federation.polling SECONDS [--doorbell PORT] <flower-supernode arguments>",
+              file=sys.stderr)
         return 2
     try:
-        adaptive_supernode(float(sys.argv[1]))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        interval, doorbell = float(args.pop(0)), None
+        if args[:1] == ["--doorbell"]:
+            doorbell = int(args[1])
+            del args[:2]
+        adaptive_supernode(interval, doorbell=doorbell)
+    except (ValueError, IndexError) as exc:
+        print(f"error: poll interval / --doorbell port: {exc}", file=sys.stderr)
         return 2
     from flwr.supernode.cli import flower_supernode
-    sys.argv = ["flower-supernode", *sys.argv[2:]]
+    sys.argv = ["flower-supernode", *args]
     return flower_supernode()
 
 

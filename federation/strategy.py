@@ -68,7 +68,7 @@ class DopamineStrategy(Strategy):
     def configure_fit(self, server_round: int, parameters: Parameters, client_manager):
         run = self.run
         self.check_round_done(server_round - 1)
-        client_manager.wait_for(run.hospitals, timeout=int(run.node_wait))
+        self._wait_for_hospitals(client_manager)
         available = list(client_manager.all().values())
         if len(available) < run.k_min:
             raise FederationStop(f"round {server_round}: {len(available)} hospitals connected, below "
@@ -84,6 +84,14 @@ class DopamineStrategy(Strategy):
         config = {"server-round": server_round, "model-version": run.model_version}
         fit_ins = FitIns(self._parameters(), config)
         return [(proxy, fit_ins) for proxy in available[: run.hospitals]]
+
+    def _wait_for_hospitals(self, client_manager) -> None:
+        """Wait up to node-wait s for K hospitals. Flower's legacy client manager learns of nodes
+        when asked (`num_available`) or every 5 s, and `wait_for` alone does not ask: every run's
+        first round waited ~5 s for nodes that were already online."""
+        deadline = time.monotonic() + self.run.node_wait
+        while client_manager.num_available() < self.run.hospitals and time.monotonic() < deadline:
+            client_manager.wait_for(self.run.hospitals, timeout=1)
 
     def aggregate_fit(self, server_round: int, results, failures):
         run = self.run

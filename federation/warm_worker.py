@@ -7,9 +7,10 @@ Why: Flower 1.42 starts a new `flwr-clientapp` process for every message, and Se
 messages per hospital per round; that process start (Flower's imports, torch for the training
 stage) is most of a round's time (benchmarks/bench_federation.py). The ClientApp, its mods
 (SecAgg+, the hospital's guards) and the message flow are Flower's, unchanged. Opt-in:
-`python -m federation up ... --warm-worker`.
+`python -m federation up ... --warm-worker` (or `--fast`). With `--doorbell` the SuperNode rings
+when a message is ready (doorbell.py) and the worker's own polls are only a fallback.
 
-    python -m federation.warm_worker 127.0.0.1:9094 [--poll 0.05]
+    python -m federation.warm_worker 127.0.0.1:9094 [--poll 0.05] [--doorbell PORT]
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ import sys
 import time
 
 log = logging.getLogger("dopamine.warm_worker")
+FALLBACK_POLL = 2.0   # seconds between polls when the SuperNode rings a doorbell (doorbell.py)
 
 
-def serve(runtime_address: str, *, poll: float = 0.05, parent_pid: int | None = None) -> None:
+def serve(runtime_address: str, *, poll: float = 0.05, parent_pid: int | None = None,
+          doorbell: int | None = None) -> None:
     """Acquire and run ClientApp tasks from the SuperNode at `runtime_address`, forever."""
     from flwr.common.constant import SubStatus
     from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
@@ -44,15 +47,20 @@ def serve(runtime_address: str, *, poll: float = 0.05, parent_pid: int | None = 
             server_address=runtime_address, insecure=True, root_certificates=None,
             interceptors=list(interceptors), retry_invoker=make_simple_http_retry_invoker())
 
+    from federation.doorbell import Doorbell
     from federation.polling import BackoffClock, fast_object_pulls
     fast_object_pulls(poll)
     clock = BackoffClock(poll)   # fast right after a task (SecAgg+'s next stage follows), slow when idle
+    bell = Doorbell(doorbell) if doorbell is not None else None
     acquirer = client(RuntimeVersionHttpInterceptor(component_name="SuperExec"))
     request = AcquireTaskRequest(supported_task_types=[str(TaskType.CLIENT_APP)], agentapp_fab_hashes=[])
     while True:
         res = acquirer.AcquireTask(request)
         if not (res.HasField("task") and res.token):
-            clock.sleep()
+            if bell is None:
+                clock.sleep()
+            else:            # a ring wakes us at once; polling is only the fallback
+                bell.wait(FALLBACK_POLL)
             continue
         task = client(RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"),
                       RuntimeTokenHttpInterceptor(res.token))
@@ -82,11 +90,13 @@ def main() -> int:
     parser.add_argument("runtime_address", help="the SuperNode's Runtime API, host:port (its --host/--port)")
     parser.add_argument("--poll", type=float, default=0.05, help="first poll interval after a task (grows while idle)")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process exits")
+    parser.add_argument("--doorbell", type=int, default=None,
+                        help="UDP port on 127.0.0.1 the SuperNode rings on a new message (doorbell.py)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)   # one line per poll otherwise
     try:
-        serve(args.runtime_address, poll=args.poll, parent_pid=args.parent_pid)
+        serve(args.runtime_address, poll=args.poll, parent_pid=args.parent_pid, doorbell=args.doorbell)
     except KeyboardInterrupt:
         return 0
     return 0

@@ -6,7 +6,7 @@
 # made in WORKDIR/certs when missing (throw-away CA: tests and demos only).
 set -euo pipefail
 if [[ $# -lt 3 ]]; then
-    echo "usage: $0 WORKDIR DATA_ROOT K [--port P] [--poll-interval S] [--test-mode]" >&2
+    echo "usage: $0 WORKDIR DATA_ROOT K [--port P] [--fast] [--poll-interval S] [--warm-worker] [--test-mode]" >&2
     exit 2
 fi
 here="$(cd "$(dirname "$0")/.." && pwd)"

@@ -39,8 +39,9 @@ def _check_parity(fed_data: dict, results: dict) -> list[float]:
 
 
 def test_deployment_matches_simulator_noise_on_and_off(fed_data, certs, tmp_path):
+    """The fast setup (adaptive polling, a warm ClientApp process per node rung by its SuperNode)."""
     spec = DeploySpec(workdir=tmp_path / "dep", certs=certs, hospital_dirs=[Path(d) for d in fed_data["hospitals"]],
-                      test_mode=True, poll_interval=0.1)
+                      test_mode=True, poll_interval=0.02, warm_worker=True)
     with Deployment(spec) as dep:
         runs = {"noise": base_run(fed_data, seed=0, **{"noise-multiplier": 1.0}),
                 "no-noise": base_run(fed_data, seed=0, **{"noise-multiplier": 0.0})}
@@ -59,10 +60,10 @@ def test_deployment_matches_simulator_noise_on_and_off(fed_data, certs, tmp_path
     assert not any(alive(pid) for pid, _ in pids)
 
 
-def test_warm_worker_deployment_matches_simulator(fed_data, certs, tmp_path):
-    """The opt-in warm ClientApp worker (one process per SuperNode) gives the same aggregates."""
+def test_flower_clientapp_processes_match_simulator(fed_data, certs, tmp_path):
+    """Flower's own executor (a `flwr-clientapp` process per message) gives the same aggregates."""
     spec = DeploySpec(workdir=tmp_path / "dep", certs=certs, hospital_dirs=[Path(d) for d in fed_data["hospitals"]],
-                      test_mode=True, poll_interval=0.05, warm_worker=True)
+                      test_mode=True, poll_interval=0.05)
     with Deployment(spec) as dep:
         results = dep.run(base_run(fed_data, seed=0, **{"noise-multiplier": 1.0}), timeout=240)
     _check_parity(fed_data, results)
