@@ -18,11 +18,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # deployments on 2 sh
 
 def test_node_killed_mid_round(fed_data, certs, tmp_path):
     spec = DeploySpec(workdir=tmp_path / "dep", certs=certs, hospital_dirs=[Path(d) for d in fed_data["hospitals"]],
-                      test_mode=True, poll_interval=0.1)
+                      test_mode=True, poll_interval=0.02, warm_worker=True)
     sigma, clip = 1.0, 1.0
     with Deployment(spec) as dep:
         config = base_run(fed_data, seed=0, **{"noise-multiplier": sigma, "min-participants": 2,
-                                               "secagg-timeout": 60.0, "test-stall-hospital": 2,
+                                               "secagg-timeout": 20.0, "test-stall-hospital": 2,
                                                "test-stall-round": 2, "test-stall-seconds": 600.0})
         marker = dep.work / "hospital-2" / "state" / "stalled-round-2"
         with ThreadPoolExecutor(1) as pool:
@@ -34,12 +34,12 @@ def test_node_killed_mid_round(fed_data, certs, tmp_path):
                 early = future.result()
                 pytest.fail(f"run ended before hospital-2 stalled: {early['status']}: {early['reason']}")
             assert marker.exists(), "hospital-2 never reached round 2's training"
-            dep.kill_node(2)                      # SIGKILL its SuperNode, SuperExec and ClientApp
+            dep.kill_node(2)                      # SIGKILL its SuperNode and its ClientApp process
             killed_at = time.monotonic()
             results = future.result()
         assert results["status"] == "completed", results["reason"]
         assert [r["participants"] for r in results["rounds"]] == [3, 2]
-        assert time.monotonic() - killed_at < 180, "the round waited for the dead node past its timeout"
+        assert time.monotonic() - killed_at < 120, "the round waited for the dead node past its timeout"
         trace = np.load(Path(results["config"]["out_dir"]) / "trace.npz")["aggregates"]
         # Shares are sized for K_min = 2: three hospitals add noise σC·√(3/2), two survivors σC (the
         # clipped gradients add little spread next to it at these sizes).
