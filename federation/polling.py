@@ -19,7 +19,6 @@ import functools
 import sys
 import threading
 import time as _time
-from types import ModuleType
 
 from federation.doorbell import ring
 
