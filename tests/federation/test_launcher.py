@@ -63,3 +63,18 @@ def test_run_config_overrides_parse_as_toml():
         "rounds": 3, "eval-data": "/x y", "augment": True, "delta": 1e-4}
     with pytest.raises(ValueError, match="not key=value"):
         parse_overrides("rounds")
+
+
+def test_fast_flag_turns_on_adaptive_polling_and_the_warm_worker(tmp_path):
+    import argparse
+
+    from federation.deploy_cli import _spec, add_commands
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command"))
+    common = ["up", "--workdir", str(tmp_path), "--certs", "c", "--data-root", "d", "--hospitals", "3"]
+    fast = _spec(parser.parse_args([*common, "--fast"]))
+    assert (fast.poll_interval, fast.warm_worker, fast.superlink_db) == (0.02, True, False)
+    stock = _spec(parser.parse_args([*common, "--superlink-db"]))
+    assert (stock.poll_interval, stock.warm_worker, stock.superlink_db) == (0.0, False, True)
+    chosen = _spec(parser.parse_args([*common, "--fast", "--poll-interval", "0.1"]))
+    assert (chosen.poll_interval, chosen.warm_worker) == (0.1, True)
