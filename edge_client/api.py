@@ -1,6 +1,7 @@
 """The edge client's public API, used by the Kivy app and the CLI (docs/CONTRACTS.md "Edge client API")."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -328,53 +329,36 @@ class EdgeClient:
         finally:
             budget.close()
 
-    def _queue(self) -> UpdateQueue:
-        return UpdateQueue(self.home)
+    def _queue(self) -> contextlib.closing[UpdateQueue]:
+        """The update queue, closed when the `with` block ends."""
+        return contextlib.closing(UpdateQueue(self.home))
 
     def pending_updates(self) -> list[QueuedUpdate]:
         """Updates not yet uploaded (pending approval, or approved and waiting), newest first."""
-        q = self._queue()
-        try:
+        with self._queue() as q:
             return [u for u in q.list() if u.status in ("pending", "approved")]
-        finally:
-            q.close()
 
     def update_queue(self) -> list[QueuedUpdate]:
         """Every queued update, any status, newest first."""
-        q = self._queue()
-        try:
+        with self._queue() as q:
             return q.list()
-        finally:
-            q.close()
 
     def update_payload(self, update_id: int) -> dict:
         """The exact JSON an update uploads (for the user to inspect). Raises KeyError."""
-        q = self._queue()
-        try:
+        with self._queue() as q:
             return q.payload(update_id)
-        finally:
-            q.close()
 
     def approve_update(self, update_id: int) -> None:
         """The user's consent to upload one pending update. Raises KeyError, EdgeError."""
-        q = self._queue()
-        try:
+        with self._queue() as q:
             q.approve(update_id)
-        finally:
-            q.close()
 
     def discard_update(self, update_id: int) -> None:
         """Drop a queued update (its ε stays spent). Raises KeyError, EdgeError."""
-        q = self._queue()
-        try:
+        with self._queue() as q:
             q.discard(update_id)
-        finally:
-            q.close()
 
     def upload_updates(self, server_url: str, token: str, *, ca_file: str | None = None) -> UploadReport:
         """Upload every approved update with the device's token; offline ones wait for the next call."""
-        q = self._queue()
-        try:
+        with self._queue() as q:
             return q.upload(server_url, token, ca_file=ca_file)
-        finally:
-            q.close()
