@@ -70,6 +70,8 @@ def parse_overrides(text: str) -> dict:
 def _spec(args) -> DeploySpec:
     if args.hospitals < 2:
         raise ValueError(f"--hospitals must be >= 2 (SecAgg+ needs two), got {args.hospitals}")
+    if args.poll_interval < 0:
+        raise ValueError(f"--poll-interval must be > 0 s (or 0 for Flower's own polling), got {args.poll_interval}")
     dirs = [args.data_root / f"hospital-{k}" for k in range(args.hospitals)]
     return DeploySpec(workdir=args.workdir, certs=args.certs, hospital_dirs=dirs, test_mode=args.test_mode,
                       port=args.port, poll_interval=args.poll_interval or (0.02 if args.fast else 0.0),

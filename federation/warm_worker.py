@@ -99,6 +99,9 @@ def main() -> int:
         serve(args.runtime_address, poll=args.poll, parent_pid=args.parent_pid, doorbell=args.doorbell)
     except KeyboardInterrupt:
         return 0
+    except OSError as exc:   # e.g. the doorbell port is taken: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -78,3 +78,18 @@ def test_fast_flag_turns_on_adaptive_polling_and_the_warm_worker(tmp_path):
     assert (stock.poll_interval, stock.warm_worker, stock.superlink_db) == (0.0, False, True)
     chosen = _spec(parser.parse_args([*common, "--fast", "--poll-interval", "0.1"]))
     assert (chosen.poll_interval, chosen.warm_worker) == (0.1, True)
+    with pytest.raises(ValueError, match="--poll-interval must be > 0"):
+        _spec(parser.parse_args([*common, "--poll-interval", "-1"]))
+
+
+def test_warm_worker_with_a_taken_doorbell_port_says_so():
+    import sys
+
+    from federation.doorbell import Doorbell, free_udp_port
+    bell = Doorbell(free_udp_port())
+    try:
+        out = subprocess.run([sys.executable, "-m", "federation.warm_worker", "127.0.0.1:1", "--doorbell",
+                              str(bell.port)], capture_output=True, text=True, timeout=120)
+    finally:
+        bell.close()
+    assert out.returncode == 1 and "doorbell: cannot listen" in out.stderr and "Traceback" not in out.stderr
