@@ -21,7 +21,8 @@ from edge_client.paths import resolve_home
 from edge_client.preprocess import ImageError, PreprocessConfig, load_image, preprocess_image
 from edge_client.quality import check_quality
 from edge_client.runtimes import runtime_for
-from edge_client.store import Installed, ModelStore, atomic_write
+from edge_client.fileio import atomic_write
+from edge_client.store import Installed, ModelStore
 from edge_client.sync import SyncResult, sync as _sync
 from edge_client.training import (PersonalHead, RoundResult, RoundSettings, load_personal_head, run_round)
 from edge_client.labels import LabelledPhoto, read_labels

@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_client.store import atomic_write
+from edge_client.fileio import atomic_write
 
 __all__ = ["History", "HistoryEntry"]
 

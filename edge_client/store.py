@@ -10,8 +10,6 @@ Every write is temp file + os.replace, so a crash or a full disk never leaves a 
 """
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
 import os
 import shutil
@@ -19,37 +17,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_client.errors import CorruptModelError, DiskFullError, TrustError
+from edge_client.errors import CorruptModelError, TrustError
+from edge_client.fileio import atomic_write, sha256_file
 from edge_client.manifest import ManifestError, encode_key, parse_public_key, verify_manifest
 
-__all__ = ["ModelStore", "Installed", "atomic_write", "sha256_file"]
+__all__ = ["ModelStore", "Installed"]
 
 KEEP_VERSIONS = 2  # current + previous, for rollback
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file and os.replace. Raises DiskFullError."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            raise DiskFullError(f"{path}: no space left to write ({exc.strerror})") from None
-        raise
 
 
 @dataclass

@@ -20,7 +20,8 @@ from edge_client.fetcher import Cancelled, Fetcher
 from edge_client.manifest import (MAX_MANIFEST_BYTES, MAX_SIG_BYTES, ManifestError, encode_key,
                                   manifest_etag, verify_manifest)
 from edge_client.runtimes import select_runtime
-from edge_client.store import ModelStore, sha256_file
+from edge_client.fileio import sha256_file
+from edge_client.store import ModelStore
 
 __all__ = ["SyncResult", "sync"]
 

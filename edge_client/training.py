@@ -26,7 +26,7 @@ from edge_client.head_training import CryptoRandom, DPConfig, HeadParams, Seeded
 from edge_client.labels import read_labels
 from edge_client.preprocess import load_image, preprocess_image, PreprocessConfig
 from edge_client.rdp import calibrate_noise_multiplier
-from edge_client.store import atomic_write
+from edge_client.fileio import atomic_write
 from edge_client.updates import UpdateQueue, build_payload
 
 __all__ = ["RoundSettings", "RoundResult", "MODES", "run_round", "extract_features", "PersonalHead",

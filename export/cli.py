@@ -75,7 +75,7 @@ def _run_all(args) -> int:
 
 def _run_verify(args) -> int:
     from export import signing
-    from export.manifest import sha256_file
+    from edge_client.fileio import sha256_file
 
     dist = args.dist
     try:

@@ -5,13 +5,13 @@ The manifest is signed over its exact bytes, so ``manifest_bytes`` fixes the ser
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edge_client.fileio import sha256_file
 from export import ExportError
 
 SCHEMA_VERSION = 1
@@ -30,15 +30,6 @@ def _finite(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_policy(toml_path: str | Path | None, *, overrides: dict | None = None) -> tuple[dict, dict]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from federation.doorbell import free_udp_port
-from federation.node_state import atomic_write_bytes
+from edge_client.fileio import atomic_write
 from federation.procs import alive, free_port, start, start_time, stop_pids
 
 REPO = Path(__file__).resolve().parent.parent
@@ -99,7 +99,7 @@ class Deployment:
         text = (f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
                 f'address = "127.0.0.1:{self.port}"\nroot-certificates = "{ca}"\n')
         self.cli_home.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.cli_home / "config.toml", text.encode())
+        atomic_write(self.cli_home / "config.toml", text.encode())
 
     def flwr(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         """The flwr CLI against this deployment's SuperLink (its own FLWR_HOME)."""
@@ -242,7 +242,7 @@ class Deployment:
                                             "warm_worker": self.spec.warm_worker,
                                             "superlink_db": self.spec.superlink_db},
                 "pids": {name: [proc.pid, start_time(proc.pid)] for name, proc in self.procs.items()}}
-        atomic_write_bytes(self.work / "pids.json", json.dumps(data, indent=1).encode())
+        atomic_write(self.work / "pids.json", json.dumps(data, indent=1).encode())
 
     def _recorded_pids(self) -> list[int]:
         """PIDs a previous `up` recorded, only if each is still the very process started then."""

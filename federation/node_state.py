@@ -16,7 +16,7 @@ import json
 import math
 from pathlib import Path
 
-from trainer.fileio import atomic_write
+from edge_client.fileio import atomic_write
 from trainer.privacy import PrivacyLedger
 
 LEDGER_FILE = "privacy_ledger.json"
@@ -27,11 +27,6 @@ LEDGER_FORMAT = "dopamine-hospital-ledger"
 
 class NodeRefusal(RuntimeError):
     """A hospital refuses this round; the message (one line) says why."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so a crash leaves the old or the new content, never a mix."""
-    atomic_write(path, lambda handle: handle.write(data))
 
 
 def check_seed(seed: int | None, *, test_mode: bool) -> None:
@@ -144,7 +139,7 @@ class HospitalState:
 
     def save(self) -> None:
         data = {"format": LEDGER_FORMAT, "ledger": self.ledger.state_dict()}
-        atomic_write_bytes(self.dir / LEDGER_FILE, json.dumps(data, indent=1).encode())
+        atomic_write(self.dir / LEDGER_FILE, json.dumps(data, indent=1).encode())
 
     def epsilon(self) -> float:
         return self.ledger.epsilon()

@@ -13,7 +13,7 @@ from torch.nn.utils import vector_to_parameters
 
 from edge_client.preprocess import PreprocessConfig
 from federation.config import RunConfig
-from federation.node_state import atomic_write_bytes
+from edge_client.fileio import atomic_write
 
 
 def server_evaluator(run: RunConfig, model: torch.nn.Module):
@@ -60,7 +60,7 @@ class ResultsWriter:
         if self.out is None:
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.out / "results.json", json.dumps(payload, indent=1, default=str).encode())
+        atomic_write(self.out / "results.json", json.dumps(payload, indent=1, default=str).encode())
 
     def start(self, strategy) -> None:
         self._write(self._payload(strategy, "running", ""))

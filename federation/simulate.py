@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from federation.deploy import APP_DIR, BIN, DeployError, _last_line, _toml, flower_env
-from federation.node_state import atomic_write_bytes
+from edge_client.fileio import atomic_write
 from federation.procs import alive, free_port, start, stop_pids
 
 CONNECTION = "dopamine-sim"
@@ -30,7 +30,7 @@ def run_simulation(*, data_root: str | Path, hospitals: int, workdir: str | Path
     work.mkdir(parents=True, exist_ok=True)
     home, port = work / "flwr-home", free_port()
     home.mkdir(exist_ok=True)
-    atomic_write_bytes(home / "config.toml", (
+    atomic_write(home / "config.toml", (
         f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
         f'address = "127.0.0.1:{port}"\ninsecure = true\n').encode())
     env = flower_env(home)   # same PATH/PYTHONPATH/no-install settings as a deployment

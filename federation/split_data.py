@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from federation.node_state import atomic_write_bytes
+from edge_client.fileio import atomic_write
 from trainer.data.datasets import Sample, load_dataset, split_dataset
 from trainer.data.partition import partition
 
@@ -30,7 +30,7 @@ def write_aptos(samples: list[Sample], out: Path) -> None:
             except OSError:
                 shutil.copyfile(s.image_path, target)
         writer.writerow([s.sample_id, s.grade])
-    atomic_write_bytes(out / "train.csv", text.getvalue().encode())
+    atomic_write(out / "train.csv", text.getvalue().encode())
 
 
 def split(data: str | Path, out: str | Path, *, hospitals: int, eval_fraction: float = 0.2,

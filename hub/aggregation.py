@@ -26,7 +26,8 @@ import numpy as np
 
 from hub.device_card import device_card, device_privacy
 from hub.device_updates import read_config, signing_key_path
-from hub.registry import HubError, Registry, atomic_write
+from edge_client.fileio import atomic_write
+from hub.registry import HubError, Registry
 
 __all__ = ["aggregate", "start_aggregation", "mean_update"]
 

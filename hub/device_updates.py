@@ -12,7 +12,7 @@ import math
 import os
 from pathlib import Path
 
-from hub.registry import atomic_write
+from edge_client.fileio import atomic_write
 
 __all__ = ["UpdateRejected", "MAX_UPDATE_BYTES", "UPDATE_FORMAT", "DEFAULT_CONFIG", "read_config",
            "write_config", "install_signing_key", "signing_key_path", "check_update"]

@@ -19,9 +19,10 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edge_client.fileio import atomic_write, sha256_file
 from edge_client.manifest import ManifestError, encode_key, parse_public_key, verify_manifest
 
-__all__ = ["HubError", "Registry", "init_hub", "sha256_file", "verify_bundle"]
+__all__ = ["HubError", "Registry", "init_hub", "verify_bundle"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -62,14 +63,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def init_hub(root: Path, publisher_key: Path | str) -> Path:
     """Create HUBDIR with its registry and the trusted publisher key.
 
@@ -89,21 +82,6 @@ def init_hub(root: Path, publisher_key: Path | str) -> Path:
     atomic_write(root / "publisher.key", (encode_key(raw) + "\n").encode())
     Registry(root).close()
     return root
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write via a temp file in the same folder, fsync, then os.replace (never half a file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def verify_bundle(dist: Path, public_key: bytes) -> tuple[dict, bytes, bytes]:

@@ -32,7 +32,8 @@ from edge_client.manifest import SAFE_NAME, manifest_etag
 from hub.aggregation import start_aggregation
 from hub.device_updates import MAX_UPDATE_BYTES, UpdateRejected, check_update, read_config
 from hub.ranges import etag_matches, parse_range
-from hub.registry import Registry, atomic_write
+from edge_client.fileio import atomic_write
+from hub.registry import Registry
 
 __all__ = ["create_app", "MAX_BODY_BYTES"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from trainer.fileio import atomic_write
+from edge_client.fileio import atomic_write
 from trainer.model import ARCH, DRSqueezeNet, build_model
 
 FORMAT = "dopamine-checkpoint"

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from trainer.config import MODES, PRESETS
-from trainer.fileio import atomic_write_text
+from edge_client.fileio import atomic_write_text
 from trainer.reports import compare_table_md, write_compare_png
 from trainer.train_cli import FLAGS, config_from_args
 

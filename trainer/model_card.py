@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from trainer.reports import atomic_write, round_up
+from edge_client.fileio import atomic_write
+from edge_client.privacy_figures import round_up
 
 _SCALARS = ("accuracy", "kappa", "referable_sensitivity", "referable_specificity", "referable_auc",
             "ece", "majority_rate", "n")

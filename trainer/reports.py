@@ -15,8 +15,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 
-from trainer.fileio import atomic_write  # noqa: E402
-from trainer.privacy.accounting import round_up  # noqa: E402
+from edge_client.fileio import atomic_write  # noqa: E402
+from edge_client.privacy_figures import round_up  # noqa: E402
 
 MODES = ("central", "central-dp", "fedavg", "fl-parallel-dp", "dopamine")
 _COLOURS = {"central": "#7f7f7f", "central-dp": "#1f77b4", "fedavg": "#2ca02c",
@@ -261,8 +261,3 @@ def compare_table_md(summaries: dict[str, dict]) -> str:
                      f"{_fmt(kept.get('test_kappa'))} | {eps} | {delta} | {accountant} |")
     return "\n".join(lines) + "\n"
 
-
-def write_model_card(path, checkpoint: dict, *, extra: dict | None = None) -> Path:
-    """Markdown model card from a checkpoint dict; see `trainer.model_card.write_model_card`."""
-    from trainer.model_card import write_model_card as write  # late: model_card imports this module
-    return write(path, checkpoint, extra=extra)

@@ -19,13 +19,14 @@ from tqdm import tqdm
 
 from trainer.checkpoint import atomic_torch_save, save_checkpoint
 from trainer.config import TrainConfig, validate
-from trainer.fileio import atomic_write_text
+from edge_client.fileio import atomic_write_text
 from trainer.data.augment import Augment
 from trainer.metrics import evaluate
 from trainer.model import build_model
 from trainer.modes import make_mode
 from trainer.prepare import PreparedData, prepare
-from trainer.reports import best_on_validation, write_confusion_png, write_curves_png, write_model_card
+from trainer.model_card import write_model_card
+from trainer.reports import best_on_validation, write_confusion_png, write_curves_png
 
 STATE_FILE = "state.pt"
 

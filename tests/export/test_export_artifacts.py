@@ -138,7 +138,7 @@ def test_core_ml_zip_is_deterministic_and_holds_the_package(bundle, tmp_path):
     import zipfile
 
     from export.coreml_export import zip_package
-    from export.manifest import sha256_file
+    from edge_client.fileio import sha256_file
 
     again = zip_package(bundle / "model_int8.mlpackage", tmp_path / "again.zip")
     assert sha256_file(again) == sha256_file(bundle / "model_int8.mlpackage.zip")

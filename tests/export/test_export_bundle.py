@@ -7,7 +7,7 @@ import json
 import pytest
 
 from export import ExportError, cli, signing
-from export.manifest import sha256_file
+from edge_client.fileio import sha256_file
 
 pytestmark = pytest.mark.timeout(600)
 ARTIFACTS = {"model_fp32.onnx", "model_int8.onnx", "model_int8.tflite", "model_fp32.tflite",

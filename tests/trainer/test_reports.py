@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer.reports import (best_on_validation, compare_table_md, round_up, write_compare_png,
-                             write_confusion_png, write_curves_png, write_model_card)
+from edge_client.privacy_figures import round_up
+from trainer.model_card import write_model_card
+from trainer.reports import (best_on_validation, compare_table_md, write_compare_png, write_confusion_png,
+                             write_curves_png)
 
 CLASSES = ["No DR", "Mild", "Moderate", "Severe", "Proliferative DR"]
 

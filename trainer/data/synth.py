@@ -16,11 +16,12 @@ import hashlib
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from edge_client.fileio import atomic_write
 
 APTOS_COUNTS = (1805, 370, 999, 193, 295)  # APTOS 2019 train.csv grade counts
 APTOS_PROBS = tuple(c / sum(APTOS_COUNTS) for c in APTOS_COUNTS)
@@ -187,12 +188,6 @@ def sample_id(seed: int, index: int) -> str:
     return hashlib.sha1(f"dopamine-synth:{seed}:{index}".encode()).hexdigest()[:12]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def generate_dataset(out: str | Path, n: int, *, size: int = 64, seed: int = 0,
                      class_probs: tuple[float, ...] = APTOS_PROBS) -> Path:
     """Write `n` synthetic images in the APTOS layout: train.csv + train_images/<id_code>.png.
@@ -229,14 +224,14 @@ def generate_dataset(out: str | Path, n: int, *, size: int = 64, seed: int = 0,
         buf = io.BytesIO()
         Image.fromarray(rgb).save(buf, format="PNG", compress_level=6)
         code = sample_id(seed, i)
-        _atomic_write(images / f"{code}.png", buf.getvalue())
+        atomic_write(images / f"{code}.png", buf.getvalue())
         rows.append((code, int(grade)))
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["id_code", "diagnosis"])
     writer.writerows(rows)
-    _atomic_write(out / "train.csv", text.getvalue().encode())
+    atomic_write(out / "train.csv", text.getvalue().encode())
     counts = np.bincount(grades, minlength=5).tolist()
     meta = {"generator": "dopamine-synth", "version": 1, "n": n, "size": size, "seed": seed, "grade_counts": counts}
-    _atomic_write(out / MARKER, (json.dumps(meta, indent=2) + "\n").encode())
+    atomic_write(out / MARKER, (json.dumps(meta, indent=2) + "\n").encode())
     return out

@@ -6,40 +6,11 @@ run and restored on resume, so ε is never reset. It refuses a step that would e
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass, field
 
+from edge_client.privacy_figures import round_up
+
 ACCOUNTANTS = ("rdp", "prv")
-
-
-def round_up(x: float, decimals: int = 2) -> float:
-    """Round up to `decimals` places, never down: for privacy figures (reporting less ε is a lie).
-
-    The result is the smallest k / 10**decimals (as a float) that is >= x, so float noise such as
-    1.1 * 100 = 110.00000000000001 does not turn 1.1 into 1.11, while 1.0000000001 becomes 1.01.
-
-    Args:
-        x: the value (finite or +/-inf).
-        decimals: number of decimal places, >= 0.
-
-    Returns:
-        The rounded-up value; inf stays inf.
-
-    Raises:
-        ValueError: if x is NaN or decimals is not a non-negative integer.
-    """
-    if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
-        raise ValueError(f"decimals must be a non-negative integer, got {decimals!r}")
-    x = float(x)
-    if math.isnan(x):
-        raise ValueError("x is NaN: cannot round a privacy figure that does not exist")
-    if math.isinf(x):
-        return x
-    scale = 10 ** decimals
-    k = math.floor(x * scale) - 1  # start just below, then step up to the first k/scale >= x
-    while k / scale < x:
-        k += 1
-    return k / scale
 
 
 def _check(noise_multiplier: float, sample_rate: float, delta: float, accountant: str) -> None:
