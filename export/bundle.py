@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from edge_client.preprocess import PreprocessConfig
+from edge_client.privacy_figures import guarantee_text
 from export import ExportError, calibration, manifest, parity, signing
 from trainer.checkpoint import CheckpointError, load_checkpoint
 from trainer.model import LogitsAndFeatures
@@ -40,6 +41,7 @@ class ExportOptions:
     calibration_method: str = "minmax"
     min_agreement: float = 0.98
     force: bool = False
+    allow_seeded: bool = False          # export a seeded (test-only) checkpoint, marked test_build
     overwrite: bool = False
     latency_runs: int = 20
     policy_toml: Path | None = None
@@ -112,11 +114,11 @@ def _build_artifacts(fmt: str, module, size: int, build: Path, calib: np.ndarray
                  "runner": runner, "tensors": runner.tensor_specs()}]
     from export import coreml_export, mil_numpy
 
-    privacy = manifest.privacy_block(ckpt)
+    privacy = manifest.privacy_block(ckpt, allow_seeded=opts.allow_seeded)
     meta = {"author": opts.author, "license": opts.license, "version": str(opts.model_version),
             "description": f"Diabetic-retinopathy grade ({len(ckpt['class_names'])} classes) from a fundus "
                            f"photo; SqueezeNet 1.1 trained in mode {ckpt['mode']}; "
-                           f"epsilon={privacy['epsilon']} delta={privacy['delta']} ({privacy['accountant']})",
+                           f"{guarantee_text(privacy)}",
             "epsilon": privacy["epsilon"], "delta": privacy["delta"], "accountant": privacy["accountant"],
             "privacy_model": privacy["privacy_model"], "training_mode": ckpt["mode"],
             "preprocess": json.dumps(ckpt["preprocess"])}
@@ -171,7 +173,7 @@ def export_all(opts: ExportOptions, *, log=print) -> Path:
     except ValueError as exc:
         raise ExportError(f"{opts.checkpoint}: bad preprocess field ({exc})") from exc
     quality, referral = manifest.load_policy(opts.policy_toml, overrides=opts.policy_overrides)
-    manifest.privacy_block(ckpt)  # fail early on a private checkpoint without ε
+    manifest.privacy_block(ckpt, allow_seeded=opts.allow_seeded)  # fail early: no ε, or seeded noise
     key = opts.key if opts.key is not None else signing.dev_private_key()
     signing.load_private_key(key)  # a bad key fails before minutes of conversion
     calib, (test_x, test_y), calib_src, test_src = _images(opts, cfg)
@@ -212,7 +214,7 @@ def export_all(opts: ExportOptions, *, log=print) -> Path:
             raise ExportError(f"top-1 agreement with fp32 below {opts.min_agreement:.2%} for {', '.join(failures)}; "
                               "nothing written (pass --force to export anyway)")
         manifest_dict = manifest.build_manifest(ckpt, model_version=opts.model_version, artifacts=entries,
-                                                quality=quality, referral=referral)
+                                                quality=quality, referral=referral, allow_seeded=opts.allow_seeded)
         notes = ["Core ML: predict() needs macOS and was not run; the spec was reloaded and the stored "
                  "ML program was evaluated op by op in numpy (export/mil_numpy.py)."] if "coreml" in opts.formats else []
         if failures:

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--min-agreement", type=float, default=0.98,
                      help="refuse when an artifact's top-1 agreement with fp32 torch is below this (default 0.98)")
     run.add_argument("--force", action="store_true", help="export even below --min-agreement")
+    run.add_argument("--allow-seeded", action="store_true",
+                     help="export a checkpoint trained with a test-only noise seed, marked 'no DP guarantee: "
+                          "test build' everywhere it shows epsilon")
     run.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (swapped in at the end)")
     run.add_argument("--latency-runs", type=int, default=20, help="timed runs per artifact (default 20)")
     run.add_argument("--policy", type=Path, help="TOML with [quality] and [referral] tables")
@@ -66,6 +69,7 @@ def _run_all(args) -> int:
         model_version=args.model_version, calibration_dir=args.calibration,
         calibration_images=args.calibration_images, test_dir=args.test_data, test_images=args.test_images,
         calibration_method=args.calibration_method, min_agreement=args.min_agreement, force=args.force,
+        allow_seeded=args.allow_seeded,
         overwrite=args.overwrite, latency_runs=args.latency_runs, policy_toml=args.policy,
         policy_overrides=overrides, author=args.author, license=args.license)
     out = export_all(opts, log=lambda line: print(line, flush=True))

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edge_client.fileio import sha256_file
+from edge_client.privacy_figures import round_up
 from export import ExportError
 
 SCHEMA_VERSION = 1
@@ -77,14 +78,32 @@ def load_policy(toml_path: str | Path | None, *, overrides: dict | None = None) 
     return quality, referral
 
 
-def privacy_block(checkpoint: dict) -> dict:
-    """ε, δ, accountant and privacy model from the checkpoint (None values for non-private modes)."""
+def privacy_block(checkpoint: dict, *, allow_seeded: bool = False) -> dict:
+    """ε (rounded up), δ, accountant and privacy model from the checkpoint, and whether it is a
+    test build. Non-private modes get None values.
+
+    Args:
+        checkpoint: the loaded checkpoint dict.
+        allow_seeded: export a checkpoint trained with a test-only noise seed anyway, marked
+            ``test_build`` (every device shows "no DP guarantee: test build" instead of ε).
+    Raises:
+        ExportError: a private checkpoint without ε, or a seeded one without ``allow_seeded``.
+    """
     privacy = checkpoint.get("privacy") or {}
     private = checkpoint.get("mode") in PRIVATE_MODES
     block = {key: privacy.get(key) if private else None for key in ("epsilon", "delta", "accountant")}
     block["privacy_model"] = privacy.get("privacy_model") if private else None
     if private and block["epsilon"] is None:
         raise ExportError(f"checkpoint of private mode {checkpoint.get('mode')!r} has no privacy.epsilon")
+    if private and block["epsilon"] is not None and math.isfinite(block["epsilon"]):
+        block["epsilon"] = round_up(block["epsilon"])
+    seeded = bool(privacy.get("seeded"))
+    if private and seeded and not allow_seeded:
+        raise ExportError("checkpoint was trained with a test-only noise seed (--noise-seed): anyone with its "
+                          "config can regenerate the noise, so it has NO privacy guarantee; refusing to export it "
+                          "as private (pass --allow-seeded to export a test build marked 'no DP guarantee')")
+    block["seeded"] = seeded
+    block["test_build"] = bool(private and seeded)
     return block
 
 
@@ -104,7 +123,7 @@ def artifact_entry(path: Path, *, fmt: str, runtime: str, precision: str, tensor
 
 
 def build_manifest(checkpoint: dict, *, model_version: int, artifacts: list[dict], quality: dict,
-                   referral: dict, created: str | None = None) -> dict:
+                   referral: dict, created: str | None = None, allow_seeded: bool = False) -> dict:
     """Assemble the manifest dict in the contract's field order.
 
     Args:
@@ -132,7 +151,7 @@ def build_manifest(checkpoint: dict, *, model_version: int, artifacts: list[dict
         "quality": quality,
         "referral": referral,
         "training": training_block(checkpoint),
-        "privacy": privacy_block(checkpoint),
+        "privacy": privacy_block(checkpoint, allow_seeded=allow_seeded),
         "metrics": {split: _finite(values) for split, values in metrics.items() if isinstance(values, dict)},
         "artifacts": artifacts,
     }

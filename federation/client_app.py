@@ -31,11 +31,10 @@ class HospitalClient(NumPyClient):
         hospital = Hospital(run, node, run_id=self.run_id)
         weights = check_incoming(parameters[0], expected=num_parameters(hospital.model),
                                  model_version=str(config.get("model-version", "")), node_version=MODEL_VERSION)
-        server_round = int(config.get("server-round", 0))
         if run.mode == "dopamine":
-            share = hospital.dopamine_share(weights, server_round=server_round)
+            share = hospital.dopamine_share(weights)
             return [share], int(MAX_WEIGHT), {}
-        local = hospital.local_weights(weights, server_round=server_round)
+        local = hospital.local_weights(weights)
         return [local], hospital.data.num_patients, {}   # N_k is declared (public) for FedAvg weights
 
 
@@ -63,7 +62,7 @@ def guard_mod(msg: Message, context: Context, call_next) -> Message:
     try:
         run = RunConfig.from_flower(context.run_config)
         node = NodeConfig.from_flower(context.node_config, run)
-        check_seed(run.seed_or_none, test_mode=node.test_mode)
+        check_seed(run.noise_seed_or_none, test_mode=node.test_mode)
         if run.model_version != MODEL_VERSION:
             raise NodeRefusal(f"model version mismatch: server runs {run.model_version!r}, this node has "
                               f"{MODEL_VERSION!r}; install the matching release on this node")

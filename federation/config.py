@@ -1,6 +1,8 @@
 """The run config (pyproject `[tool.flwr.app.config]`, `flwr run -c ...`) and the node config
 (`flower-supernode --node-config ...`), read once into typed objects and validated.
 
+`RunConfig`'s field defaults are the one source of the run config's defaults: the app's
+pyproject.toml repeats them because Flower reads them there, and a test keeps the two equal.
 Flower config values cannot be None: -1 (or 0 for a budget) stands for "not set".
 """
 from __future__ import annotations
@@ -47,7 +49,8 @@ class RunConfig:
     local_epochs: int = 1
     local_batch_size: int = 8
     per_sample_method: str = "functorch"
-    seed: int = -1                      # >= 0 only in test mode
+    seed: int = -1                      # experiment seed: w_0 and (test mode) augmentation; never the noise
+    noise_seed: int = -1                # TEST ONLY (>= 0): seeds noise and sampling; only test-mode nodes accept it
     model_version: str = MODEL_VERSION
     secagg_timeout: float = 120.0       # seconds a SecAgg+ stage waits for replies
     server_poll_interval: float = 0.0   # >0: ServerApp polls replies this often (federation/polling.py)
@@ -56,9 +59,7 @@ class RunConfig:
     eval_data: str = ""                 # server's held-out set (APTOS layout); "" = none
     out_dir: str = ""                   # where the server writes results.json (+ test aggregates)
     init_weights: str = ""              # a model.pt to start from; "" = fresh model
-    test_stall_hospital: int = -1       # test-mode nodes only: this hospital sleeps in round
-    test_stall_round: int = -1          # test-stall-round's training for test-stall-seconds, so a
-    test_stall_seconds: float = 0.0     # test can kill it mid-round (dropout test)
+    init_weights_public: bool = False   # the operator declares init-weights trained on public data only
     sim_data_root: str = ""             # simulation engine only: <root>/hospital-<partition-id>
     sim_state_root: str = ""
 
@@ -69,6 +70,10 @@ class RunConfig:
     @property
     def seed_or_none(self) -> int | None:
         return self.seed if self.seed >= 0 else None
+
+    @property
+    def noise_seed_or_none(self) -> int | None:
+        return self.noise_seed if self.noise_seed >= 0 else None
 
     @classmethod
     def from_flower(cls, run_config: Mapping[str, Any]) -> "RunConfig":
@@ -86,7 +91,7 @@ class RunConfig:
             learning_rate=self.learning_rate, optimizer=self.optimizer, momentum=self.momentum, weight_decay=self.weight_decay,
             image_size=self.image_size, augment=self.augment, dropout=self.dropout,
             local_epochs=self.local_epochs, local_batch_size=self.local_batch_size, client_fraction=1.0,
-            per_sample_method=self.per_sample_method, seed=self.seed_or_none)
+            per_sample_method=self.per_sample_method, seed=self.seed_or_none, noise_seed=self.noise_seed_or_none)
         try:
             validate(c)
         except ValueError as exc:
@@ -107,6 +112,9 @@ class RunConfig:
         if self.max_patients < 1 or self.total_patients < self.max_patients:
             raise ConfigError("run config needs 1 <= max-patients <= total-patients "
                               f"(got {self.max_patients}, {self.total_patients})")
+        if not self.delta < 1 / self.total_patients:
+            raise ConfigError(f"run config delta {self.delta} must be below 1/N = {1 / self.total_patients:.3g} "
+                              f"(N = total-patients = {self.total_patients})")
         if self.secagg_timeout <= 0:
             raise ConfigError(f"run config secagg-timeout must be > 0 s, got {self.secagg_timeout}")
         self.train_config()

@@ -58,6 +58,8 @@ class DeploySpec:
     poll_interval: float = 0.0          # >0: SuperNodes and ServerApp poll this often (polling.py)
     warm_worker: bool = False           # one long-lived ClientApp process per node (warm_worker.py)
     superlink_db: bool = False          # SuperLink state in SQLite (workdir/superlink.db), not in memory
+    app_dir: Path = APP_DIR             # the Flower app `flwr run` builds (tests use a test-only copy)
+    node_env_extra: list[dict] = field(default_factory=list)   # extra environment per hospital (tests)
 
     def check(self) -> None:
         for name in ("ca.crt", "server.crt", "server.key"):
@@ -92,6 +94,12 @@ class Deployment:
         env = self.env(flwr_home)
         threads = max(1, (os.cpu_count() or 1) // max(1, len(self.spec.hospital_dirs)))
         env.setdefault("OMP_NUM_THREADS", str(threads))
+        return env
+
+    def hospital_env(self, k: int) -> dict[str, str]:
+        env = self.node_env(self.work / f"hospital-{k}" / "flwr-home")
+        if k < len(self.spec.node_env_extra):
+            env.update(self.spec.node_env_extra[k])
         return env
 
     def _write_cli_config(self) -> None:
@@ -183,13 +191,14 @@ class Deployment:
                "--auth-supernode-private-key", str((self.spec.certs / f"hospital-{k}" / "auth_key").resolve()),
                "--node-config", node_config, "--isolation", "process" if self.spec.warm_worker else "subprocess",
                "--host", "127.0.0.1", "--port", str(runtime_port), "--max-wait-time", str(self.spec.connect_timeout)]
-        node = start(cmd, log=home / "supernode.log", env=self.node_env(home / "flwr-home"))
+        node = start(cmd, log=home / "supernode.log", env=self.hospital_env(k))
         self.procs[f"hospital-{k}"] = node
         if self.spec.warm_worker:
             worker = [sys.executable, "-m", "federation.warm_worker", f"127.0.0.1:{runtime_port}",
-                      "--parent-pid", str(node.pid), "--poll", str(self.spec.poll_interval or 0.05)]
+                      "--parent-pid", str(node.pid), "--poll", str(self.spec.poll_interval or 0.05),
+                      "--clientapp", clientapp_reference(self.spec.app_dir)]
             worker += ["--doorbell", str(doorbell)] if doorbell else []
-            self.procs[f"worker-{k}"] = start(worker, log=home / "worker.log", env=self.node_env(home / "flwr-home"))
+            self.procs[f"worker-{k}"] = start(worker, log=home / "worker.log", env=self.hospital_env(k))
         self._save_pids()
 
     def wait_nodes(self, count: int, *, timeout: float) -> None:
@@ -288,7 +297,7 @@ class Deployment:
         if self.spec.poll_interval > 0:
             config.setdefault("server-poll-interval", self.spec.poll_interval)
         overrides = " ".join(f"{key}={_toml(value)}" for key, value in config.items())
-        started = self.flwr("run", str(APP_DIR), CONNECTION, "--run-config", overrides, "--format", "json")
+        started = self.flwr("run", str(self.spec.app_dir), CONNECTION, "--run-config", overrides, "--format", "json")
         try:
             run_id = int(json.loads(started.stdout)["run-id"])
         except (ValueError, KeyError, TypeError):
@@ -316,6 +325,13 @@ class Deployment:
             return str(runs[0]["status"])
         except (ValueError, KeyError, IndexError, TypeError):
             return "unknown"
+
+
+def clientapp_reference(app_dir: Path) -> str:
+    """The `module:attribute` of the app's ClientApp, from its pyproject.toml."""
+    import tomllib
+    with open(Path(app_dir) / "pyproject.toml", "rb") as handle:
+        return tomllib.load(handle)["tool"]["flwr"]["app"]["components"]["clientapp"]
 
 
 def _toml(value) -> str:

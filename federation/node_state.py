@@ -1,7 +1,7 @@
 """A hospital node's own guards: its persisted accountant and the rounds it refuses.
 
 Whatever the server asks, a hospital
-  * refuses a seed unless its operator started it in test mode (deployment noise is OS CSPRNG);
+  * refuses a noise seed unless its operator started it in test mode (deployment noise is OS CSPRNG);
   * refuses a round with fewer than K_min participants (a server could otherwise isolate it);
   * refuses a round that would take its accountant past its budget;
   * keeps that accountant in its state directory (atomic writes), so a restart never resets ε.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import math
 from pathlib import Path
 
 from edge_client.fileio import atomic_write
@@ -29,15 +28,15 @@ class NodeRefusal(RuntimeError):
     """A hospital refuses this round; the message (one line) says why."""
 
 
-def check_seed(seed: int | None, *, test_mode: bool) -> None:
-    """A seed makes the noise predictable: only an explicitly started test node accepts one.
+def check_seed(noise_seed: int | None, *, test_mode: bool) -> None:
+    """A noise seed makes the noise predictable: only an explicitly started test node accepts one.
 
     Raises:
-        NodeRefusal: a seed in deployment.
+        NodeRefusal: a noise seed in deployment.
     """
-    if seed is not None and not test_mode:
-        raise NodeRefusal(f"run config asks for seed {seed}, but this hospital node is not in test mode: "
-                          "deployment noise and sampling come from the OS CSPRNG only")
+    if noise_seed is not None and not test_mode:
+        raise NodeRefusal(f"run config asks for noise-seed {noise_seed}, but this hospital node is not in test "
+                          "mode: deployment noise and sampling come from the OS CSPRNG only")
 
 
 def check_participants(participants: int, *, min_participants: int) -> None:
@@ -86,15 +85,14 @@ class HospitalState:
                               "rather than restart epsilon from zero") from None
 
     def check_budget(self, *, noise_multiplier: float, sample_rate: float, steps: int = 1) -> None:
-        """Raises NodeRefusal if `steps` more steps would exceed this hospital's budget."""
-        if noise_multiplier <= 0:
-            if self.ledger.target_epsilon is not None:
-                raise NodeRefusal("run asks for noise_multiplier 0 (no privacy) but this hospital has a budget")
-            return
-        after = self.ledger.epsilon_after(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
-        if after > (self.ledger.target_epsilon or math.inf):
-            raise NodeRefusal(f"privacy budget: this round would take epsilon to {after:.3f} > "
-                              f"{self.ledger.target_epsilon} (delta={self.ledger.delta}); refusing")
+        """Raises NodeRefusal if `steps` more steps would exceed this hospital's budget (the ledger's
+        one policy, `can_take`). The message carries public constants only, never this hospital's N."""
+        if noise_multiplier <= 0 and self.ledger.target_epsilon is not None:
+            raise NodeRefusal("run asks for noise_multiplier 0 (no privacy) but this hospital has a budget")
+        if not self.ledger.can_take(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps):
+            raise NodeRefusal(f"privacy budget: {steps} more step(s) at sigma={noise_multiplier:g}, q={sample_rate:g} "
+                              f"would exceed this hospital's epsilon {self.ledger.target_epsilon} "
+                              f"(delta={self.ledger.delta}); refusing")
 
     @contextlib.contextmanager
     def _locked(self):
@@ -133,8 +131,7 @@ class HospitalState:
             return
         with self._locked():
             self._reload()
-            for noise_multiplier, sample_rate in steps:
-                self.ledger.history = self.ledger._appended(noise_multiplier, sample_rate, 1)
+            self.ledger.record(steps)
             self.save()
 
     def save(self) -> None:
@@ -144,14 +141,19 @@ class HospitalState:
     def epsilon(self) -> float:
         return self.ledger.epsilon()
 
-    # -- test mode only: the seeded generator survives between ClientApp processes -----------------
-    def load_generator(self, generator, *, run_id: int):
+    # -- test mode only: seeded generators survive between ClientApp processes ---------------------
+    def load_generators(self, generators: dict, *, run_id: int) -> dict:
+        """Restore {name: torch.Generator | None} saved by an earlier round of the same run."""
         import torch
         path = self.dir / GENERATOR_FILE.format(run_id=run_id)
-        if path.is_file():
-            generator.set_state(torch.load(path, weights_only=True))
-        return generator
+        saved = torch.load(path, weights_only=True) if path.is_file() else {}
+        for name, generator in generators.items():
+            if generator is not None and name in saved:
+                generator.set_state(saved[name])
+        return generators
 
-    def save_generator(self, generator, *, run_id: int) -> None:
+    def save_generators(self, generators: dict, *, run_id: int) -> None:
         from trainer.checkpoint import atomic_torch_save  # torch loads only when a round runs
-        atomic_torch_save(generator.get_state(), self.dir / GENERATOR_FILE.format(run_id=run_id))
+        states = {name: g.get_state() for name, g in generators.items() if g is not None}
+        if states:
+            atomic_torch_save(states, self.dir / GENERATOR_FILE.format(run_id=run_id))

@@ -1,13 +1,11 @@
 """What the server writes in `out-dir`: results.json (per-round participants, ε, held-out
-metrics, stop reason), model.pt (the final weights as a trainer checkpoint) and, in test mode
-only, trace.npz (w_0 and each round's aggregate S, for the parity test)."""
+metrics, stop reason) and model.pt (the final weights as a trainer checkpoint)."""
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn.utils import vector_to_parameters
 
@@ -42,6 +40,7 @@ class ResultsWriter:
         self.run = run
         self.out = Path(run.out_dir) if run.out_dir else None
         self.started = time.time()
+        self.warm_start = None   # trainer.warm_start.WarmStart, set by the ServerApp
 
     def _payload(self, strategy, status: str, reason: str) -> dict:
         run = self.run
@@ -50,9 +49,10 @@ class ResultsWriter:
         if strategy is not None:
             payload.update({"rounds": strategy.rounds, "noise_multiplier": strategy.noise_multiplier,
                             "prescale": strategy.prescale.to_dict() if strategy.prescale else None,
-                            "privacy": {**strategy.privacy(), "delta": run.delta,
+                            "privacy": {"delta": run.delta, **strategy.privacy(),
                                         "accountant_delta": strategy.ledger.delta,
                                         "accountant": run.accountant,
+                                        "seeded": run.noise_seed_or_none is not None,
                                         "history": [list(h) for h in strategy.ledger.history]}})
         return payload
 
@@ -69,21 +69,22 @@ class ResultsWriter:
         self._write(self._payload(strategy, status, reason))
         if self.out is None or strategy is None:
             return
-        if strategy.aggregates:
-            np.savez(self.out / "trace.npz", w0=strategy.initial_weights.numpy(),
-                     aggregates=np.stack(strategy.aggregates))
         vector_to_parameters(strategy.weights, [p for p in model.parameters() if p.requires_grad])
         from trainer.checkpoint import save_checkpoint
         from trainer.runner import privacy_model_text
         privacy = strategy.privacy()
         save_checkpoint(self.out / "model.pt", model, mode=self.run.mode,
                         preprocess=PreprocessConfig(image_size=self.run.image_size).to_dict(),
-                        privacy={"epsilon": privacy.get("epsilon"), "delta": self.run.delta,
+                        privacy={"epsilon": privacy.get("epsilon"), "delta": privacy.get("delta", self.run.delta),
                                  "accountant": self.run.accountant if privacy else None,
                                  "privacy_model": privacy_model_text(self.run.train_config()),
                                  "noise_multiplier": strategy.noise_multiplier or None,
                                  "sample_rate": self.run.sample_rate, "steps": privacy.get("steps", 0),
-                                 "clipping_norm": self.run.clipping_norm},
+                                 "clipping_norm": self.run.clipping_norm,
+                                 "histories": [[list(h) for h in hist] for hist in strategy.ledger.histories()]
+                                 if privacy else [],
+                                 "seeded": self.run.noise_seed_or_none is not None,
+                                 "warm_start": self.warm_start.to_dict() if self.warm_start else None},
                         config=dict(self.run.__dict__), round_kept=len(strategy.rounds))
 
     def fail(self, exc: BaseException) -> None:

@@ -3,10 +3,18 @@
 Flower's SecAgg+ clips every coordinate a hospital sends to ±clipping_range (default 8) and
 quantizes it stochastically to `quantization_range` levels before masking. Both are per hospital
 and non-linear, so the sum the server unmasks equals Σ_k s_k only if nothing was clipped. We make
-that an event of probability ≤ δ_clip = δ/100 over the whole run and count it in δ:
+"any coordinate clipped during the run" an event of probability ≤ η and count it in δ.
+
+Why (1 + e^ε)·η and not η: on the bad event the released sum is a different, non-linear function
+of the data, about which the accountant says nothing. For any output set S,
+P[M(D) ∈ S] ≤ P[M_ok(D) ∈ S] + η ≤ e^ε·P[M_ok(D') ∈ S] + δ_acc + η
+          ≤ e^ε·(P[M(D') ∈ S] + η) + δ_acc + η,
+so the mechanism is (ε, δ_acc + (1 + e^ε)·η)-DP. We spend δ_clip = δ/100 on it: η = δ_clip/(1 + e^ε̄)
+with ε̄ the most the run may spend (its target, or ε after all its rounds), and the accountant
+gets δ − δ_clip. With ε̄ = 8 that is η ≈ δ/298 000.
 
   |coordinate of s_k| ≤ C·b + t   unless  (Poisson batch > b)  or  (|noise coordinate| > t)
-  P(any clip) ≤ R·K·[P(Bin(N_max, q) > b) + d·P(|N(0, σ_share²)| > t)] ≤ δ_clip
+  P(any clip) ≤ R·K·[P(Bin(N_max, q) > b) + d·P(|N(0, σ_share²)| > t)] ≤ η
 
 Each hospital sends x_k = s_k / M with the public scale M = (C·b + t) / clipping_range, and
 num_examples = max_weight, so the workflow's weighted mean is the plain mean Σ x_k / n; the
@@ -31,7 +39,9 @@ class PreScale:
     scale: float               # M: a hospital sends s_k / M
     batch_bound: int           # b: bound on one hospital's Poisson batch (patients)
     noise_bound: float         # t: bound on one noise coordinate
-    clip_delta: float          # δ_clip: P(any coordinate clipped during the run) ≤ this
+    clip_delta: float          # δ_clip = (1 + e^ε̄)·η: what clipping adds to δ (= δ/100)
+    clip_probability: float    # η: P(any coordinate clipped during the run) ≤ this
+    epsilon_bound: float       # ε̄: the most ε the run may spend (η was sized for it)
     quantization_step: float   # one quantization level, in gradient units (after × M)
     clipping_range: float
     quantization_range: int
@@ -74,7 +84,7 @@ def gaussian_bound(std: float, *, tail: float) -> float:
 
 
 def prescale(*, clipping_norm: float, noise_share_std: float, max_patients: int, sample_rate: float,
-             dimension: int, rounds: int, hospitals: int, delta: float,
+             dimension: int, rounds: int, hospitals: int, delta: float, epsilon_bound: float,
              clipping_range: float = DEFAULT_CLIPPING_RANGE,
              quantization_range: int = DEFAULT_QUANTIZATION_RANGE,
              modulus_range: int = DEFAULT_MODULUS_RANGE) -> PreScale:
@@ -88,7 +98,9 @@ def prescale(*, clipping_norm: float, noise_share_std: float, max_patients: int,
         dimension: d, the number of model parameters.
         rounds: R, the most rounds the run may take.
         hospitals: K, the most hospitals that may send a share in a round.
-        delta: the run's total δ; δ/100 of it is spent on clipping.
+        delta: the run's total δ; δ_clip = δ/100 of it is spent on clipping.
+        epsilon_bound: ε̄, the most ε the run may report (its target, else ε after all rounds);
+            η = δ_clip / (1 + e^ε̄).
     Returns:
         The PreScale (scale, bounds, δ_clip, quantization step in gradient units).
     Raises:
@@ -99,13 +111,18 @@ def prescale(*, clipping_norm: float, noise_share_std: float, max_patients: int,
                          f"modulus_range {modulus_range}: lower quantization_range")
     if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
+    if not epsilon_bound >= 0:
+        raise ValueError(f"epsilon_bound must be >= 0, got {epsilon_bound}")
     clip_delta = delta * CLIP_DELTA_FRACTION
-    per_share = clip_delta / (2 * rounds * hospitals)   # half for batch sizes, half for noise
+    # exp overflows past ε̄ ≈ 709: η then underflows to 0 and the tails below would be infinite.
+    clip_probability = clip_delta / (1 + math.exp(min(epsilon_bound, 700.0)))
+    per_share = clip_probability / (2 * rounds * hospitals)   # half for batch sizes, half for noise
     b = batch_size_bound(max_patients, sample_rate=sample_rate, tail=per_share)
     t = gaussian_bound(noise_share_std, tail=per_share / dimension)
     scale = (clipping_norm * max(b, 1) + t) / clipping_range
     step = 2 * clipping_range / quantization_range * scale
-    return PreScale(scale=scale, batch_bound=b, noise_bound=t, clip_delta=clip_delta, quantization_step=step,
+    return PreScale(scale=scale, batch_bound=b, noise_bound=t, clip_delta=clip_delta,
+                    clip_probability=clip_probability, epsilon_bound=epsilon_bound, quantization_step=step,
                     clipping_range=clipping_range, quantization_range=quantization_range)
 
 

@@ -19,7 +19,7 @@ CONNECTION = "dopamine-sim"
 
 
 def run_simulation(*, data_root: str | Path, hospitals: int, workdir: str | Path, config: dict,
-                   timeout: float = 600) -> dict:
+                   timeout: float = 600, app_dir: str | Path = APP_DIR) -> dict:
     """Run the app on the simulation engine; returns results.json (plus `run_id`, `flwr_status`).
 
     Raises:
@@ -44,7 +44,7 @@ def run_simulation(*, data_root: str | Path, hospitals: int, workdir: str | Path
         overrides = " ".join(f"{k}={_toml(v)}" for k, v in config.items())
         cli = lambda *args: subprocess.run([str(BIN / "flwr"), *args], env=env | {"COLUMNS": "200"},
                                            capture_output=True, text=True, timeout=60)
-        started = cli("run", str(APP_DIR), CONNECTION, "--run-config", overrides,
+        started = cli("run", str(app_dir), CONNECTION, "--run-config", overrides,
                       "--federation-config", f"num-supernodes={hospitals}", "--format", "json")
         try:
             run_id = int(json.loads(started.stdout)["run-id"])

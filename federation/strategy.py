@@ -1,6 +1,7 @@
 """The server's side of a round as a Flower (legacy) Strategy: hand out w_t, turn the SecAgg+
-mean back into the sum S, call the trainer's `server_step`, keep the server's accountant, and
-evaluate on the server's own held-out set. Nothing here sees a single hospital's vector.
+mean back into the sum S, call the trainer's `server_step` (trainer/dp/dopamine.py, the function the
+simulator's round calls), keep the server's accountant, and evaluate on the server's own held-out
+set. Nothing here sees a single hospital's vector.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from flwr.server.strategy import Strategy
 
 from federation.config import RunConfig
 from federation.secagg import MAX_WEIGHT, PreScale
-from trainer.dp.mechanism import server_update
+from federation.task import released_delta
+from trainer.dp.dopamine import server_step
+from trainer.dp.server_optimizers import ServerOptimizer
 from trainer.privacy import PrivacyLedger, round_up
 
 log = logging.getLogger("dopamine.federation")
@@ -26,8 +29,8 @@ class FederationStop(RuntimeError):
 
 
 class DopamineStrategy(Strategy):
-    """Server step for `dopamine` (the trainer's `server_update` on S / (q·ΣN_k)) and weight averaging for
-    `fedavg` / `fl-parallel-dp`, over whatever SecAgg+ unmasked.
+    """Server step for `dopamine` (the trainer's `server_step` on S, divided by q·ΣN_k) and weight
+    averaging for `fedavg` / `fl-parallel-dp`, over whatever SecAgg+ unmasked.
 
     Args:
         run: the run config.
@@ -35,23 +38,25 @@ class DopamineStrategy(Strategy):
         noise_multiplier: σ (dopamine), public.
         prescale: the public SecAgg+ scale (dopamine).
         evaluate_fn: optional callable(flat weights) -> metrics dict on the server's held-out set.
-        record_aggregates: keep every round's S (test mode: the parity test compares them).
+        accountant_delta: δ for the ledger (the run's δ minus SecAgg+'s clipping cost).
+        priors: privacy histories of private init weights, composed into the ledger.
     """
 
     def __init__(self, run: RunConfig, *, weights: torch.Tensor, noise_multiplier: float,
-                 prescale: PreScale | None, evaluate_fn=None, record_aggregates: bool = False,
-                 accountant_delta: float | None = None) -> None:
+                 prescale: PreScale | None, evaluate_fn=None, accountant_delta: float | None = None,
+                 priors: list[list] | None = None) -> None:
         self.run = run
         self.weights = weights.clone()
         self.initial_weights = weights.clone()
         self.optimizer_state: dict = {}
+        self.optimizer = ServerOptimizer(run.optimizer, learning_rate=run.learning_rate, momentum=run.momentum,
+                                         weight_decay=run.weight_decay)
         self.noise_multiplier = noise_multiplier
         self.prescale = prescale
         self.evaluate_fn = evaluate_fn
-        self.record_aggregates = record_aggregates
-        self.aggregates: list[np.ndarray] = []
         self.rounds: list[dict] = []
-        self.ledger = PrivacyLedger(delta=accountant_delta or run.delta, accountant=run.accountant)
+        self.ledger = PrivacyLedger(delta=accountant_delta or run.delta, accountant=run.accountant,
+                                    target_epsilon=run.target_epsilon or None, priors=priors)
         self.expected_batch = run.sample_rate * run.total_patients
         self._round_started = 0.0
         self.stage_seconds = dict   # set by the ServerApp to the workflow's per-stage timer
@@ -75,8 +80,7 @@ class DopamineStrategy(Strategy):
                                  f"K_min={run.k_min} (waited {run.node_wait:.0f} s)")
         if run.mode == "dopamine" and self.noise_multiplier > 0:
             # Counted when the round starts: a hospital may noise and send before a dropout aborts it.
-            if run.target_epsilon and self.ledger.epsilon_after(
-                    noise_multiplier=self.noise_multiplier, sample_rate=run.sample_rate) > run.target_epsilon:
+            if not self.ledger.can_take(noise_multiplier=self.noise_multiplier, sample_rate=run.sample_rate):
                 raise FederationStop(f"stopped before round {server_round}: it would exceed target epsilon "
                                      f"{run.target_epsilon}")
             self.ledger.step(noise_multiplier=self.noise_multiplier, sample_rate=run.sample_rate)
@@ -102,13 +106,7 @@ class DopamineStrategy(Strategy):
                                  f"K_min={run.k_min}; round aborted (failures: {'; '.join(reasons) or 'none'})")
         mean = parameters_to_ndarrays(results[0][1].parameters)[0].astype(np.float64)
         if run.mode == "dopamine":
-            aggregate = torch.from_numpy(mean * n * self.prescale.scale).to(self.weights.dtype)
-            if self.record_aggregates:
-                self.aggregates.append(aggregate.numpy().copy())
-            self.weights, self.optimizer_state = server_update(
-                self.weights, self.optimizer_state, aggregate, optimizer=run.optimizer,
-                expected_batch_size=self.expected_batch, learning_rate=run.learning_rate,
-                momentum=run.momentum, weight_decay=run.weight_decay)
+            self.apply_aggregate(server_round, torch.from_numpy(mean * n * self.prescale.scale).to(self.weights.dtype))
         else:
             self.weights = torch.from_numpy(mean * run.weight_scale).to(self.weights.dtype)
         self.rounds.append({"round": server_round, "participants": n, "failures": reasons,
@@ -117,6 +115,12 @@ class DopamineStrategy(Strategy):
                             **self.privacy()})
         log.info("round %d: %d hospitals aggregated, %d failures %s", server_round, n, len(failures), reasons)
         return self._parameters(), {}
+
+    def apply_aggregate(self, server_round: int, aggregate: torch.Tensor) -> None:
+        """The server's part of the round, on S (what SecAgg+ unmasked, scaled back)."""
+        self.weights, self.optimizer_state = server_step(self.weights, self.optimizer_state, aggregate,
+                                                         optimizer=self.optimizer,
+                                                         expected_batch_size=self.expected_batch)
 
     def check_round_done(self, server_round: int) -> None:
         """SecAgg+ halts a round silently (too few shares to unmask): stop the run, saying so."""
@@ -142,11 +146,14 @@ class DopamineStrategy(Strategy):
 
     # -- privacy ------------------------------------------------------------------------------
     def privacy(self) -> dict:
+        """ε so far (rounded up) and the δ it holds at, SecAgg+'s clipping cost included."""
         if self.run.mode != "dopamine":
             return {}
         if self.noise_multiplier == 0:
             return {"epsilon": math.inf, "steps": self.ledger.steps}
-        return {"epsilon": round_up(self.ledger.epsilon()), "steps": self.ledger.steps}
+        epsilon = self.ledger.epsilon()
+        return {"epsilon": round_up(epsilon), "delta": released_delta(self.run, self.prescale, epsilon),
+                "steps": self.ledger.steps}
 
 
 def failure_reason(failure) -> str:

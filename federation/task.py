@@ -1,11 +1,11 @@
-"""The glue between Flower and the trainer: a hospital's data, its share, its local training,
-and the flat-vector encoding. The mechanism itself is the trainer's (`hospital_step`,
-`FedAvgMode.local_training`, `ParallelDPMode.local_training`), the same code the in-process
-simulator runs.
+"""A hospital node's side of a round: its data, its share (Dopamine) or its local training
+(fedavg, fl-parallel-dp), pre-scaled for SecAgg+. The mechanism is the trainer's:
+`trainer.dp.dopamine.hospital_shares` and `trainer.dp.local.local_sgd` / `local_dp_sgd`, the
+functions the in-process simulator calls; this module only adds the node's guards and encoding.
 """
 from __future__ import annotations
 
-import time
+import math
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,15 @@ from federation.secagg import CLIP_DELTA_FRACTION, DEFAULT_CLIPPING_RANGE, PreSc
 from trainer.data.arrays import load_arrays
 from trainer.data.augment import Augment
 from trainer.data.datasets import load_dataset
-from trainer.dp.hospital import HospitalData, hospital_step
-from trainer.dp.mechanism import noise_share_std
+from trainer.dp.dopamine import hospital_shares, load_flat_weights, noise_share_std
+from trainer.dp.hospital import HospitalData
+from trainer.dp.local import local_dp_sgd, local_sgd
+from trainer.dp.noise import seeded_generator
 from trainer.dp.per_sample import PerSampleClipper
+from trainer.dp.server_optimizers import ServerOptimizer
 from trainer.model import build_model
-from trainer.modes.base import make_generator
-from trainer.privacy import calibrate_noise_multiplier
+from trainer.modes.fedavg import local_dp_steps
+from trainer.privacy import PrivacyLedger, compute_epsilon, resolve_noise_multiplier
 
 
 def load_hospital(data_dir: str | Path, *, image_size: int, cache_dir: str | Path | None = None) -> HospitalData:
@@ -69,18 +72,35 @@ def check_incoming(weights: np.ndarray, *, expected: int, model_version: str, no
     return torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32))
 
 
-def resolve_noise_multiplier(run: RunConfig) -> float:
-    """σ from the run config, or calibrated from target-epsilon over the run's rounds (dopamine).
+def accountant_delta(run: RunConfig) -> float:
+    """δ for the accountants: the run's δ minus what SecAgg+ clipping may cost (Dopamine only)."""
+    return run.delta * (1 - CLIP_DELTA_FRACTION) if run.mode == "dopamine" else run.delta
 
-    Server and hospitals each compute it from the same public constants.
-    """
-    if run.noise_multiplier >= 0:
+
+def run_noise_multiplier(run: RunConfig) -> float:
+    """σ from the run's public constants, by the trainer's one calibration rule (server and nodes
+    compute it alike). noise-multiplier -1 calibrates from target-epsilon over the run's rounds."""
+    if run.mode == "fedavg":
+        return 0.0
+    if run.mode == "fl-parallel-dp":   # each hospital's own q_k and steps: its own budget guards it
         return run.noise_multiplier
-    if run.mode != "dopamine" or not run.target_epsilon:
-        raise ConfigError("run config noise-multiplier -1 (calibrate) needs mode dopamine and target-epsilon")
-    return calibrate_noise_multiplier(target_epsilon=run.target_epsilon, sample_rate=run.sample_rate,
-                                      steps=run.rounds, delta=Hospital.accountant_delta(run),
-                                      accountant=run.accountant)
+    try:
+        return resolve_noise_multiplier(
+            noise_multiplier=None if run.noise_multiplier < 0 else run.noise_multiplier,
+            target_epsilon=run.target_epsilon or None, sample_rate=run.sample_rate, steps=run.rounds,
+            delta=accountant_delta(run), accountant=run.accountant)
+    except ValueError as exc:
+        raise ConfigError(f"run config: {exc}") from None
+
+
+def epsilon_bound(run: RunConfig, noise_multiplier: float) -> float:
+    """ε̄ for sizing SecAgg+'s clipping probability: the run's target, else ε after all rounds."""
+    if run.target_epsilon:
+        return run.target_epsilon
+    if noise_multiplier <= 0:
+        return 0.0
+    return compute_epsilon(noise_multiplier=noise_multiplier, sample_rate=run.sample_rate, steps=run.rounds,
+                           delta=accountant_delta(run), accountant=run.accountant)
 
 
 def run_prescale(run: RunConfig, *, dimension: int, noise_multiplier: float) -> PreScale:
@@ -89,87 +109,89 @@ def run_prescale(run: RunConfig, *, dimension: int, noise_multiplier: float) -> 
                           min_participants=run.k_min, colluders=run.colluders)
     return prescale(clipping_norm=run.clipping_norm, noise_share_std=std, max_patients=run.max_patients,
                     sample_rate=run.sample_rate, dimension=dimension, rounds=run.rounds,
-                    hospitals=run.hospitals, delta=run.delta)
+                    hospitals=run.hospitals, delta=run.delta,
+                    epsilon_bound=epsilon_bound(run, noise_multiplier))
+
+
+def released_delta(run: RunConfig, prescale: PreScale | None, epsilon: float) -> float:
+    """The δ to report with ε: δ_acc + (1 + e^ε)·η (never below what clipping really costs)."""
+    if prescale is None or math.isinf(epsilon):
+        return run.delta
+    cost = accountant_delta(run) + (1 + math.exp(min(epsilon, 700.0))) * prescale.clip_probability
+    return max(run.delta, cost)
 
 
 class Hospital:
-    """One hospital node for one run: its data, model, guards and (test mode) generator."""
+    """One hospital node for one round: its data, model, guards and (test mode only) generators."""
 
     def __init__(self, run: RunConfig, node: NodeConfig, *, run_id: int = 0) -> None:
         self.run, self.node, self.run_id = run, node, run_id
-        self.state = HospitalState(node.state_dir, delta=self.accountant_delta(run), accountant=run.accountant,
+        self.state = HospitalState(node.state_dir, delta=accountant_delta(run), accountant=run.accountant,
                                    target_epsilon=node.target_epsilon or run.target_epsilon or None)
         self.data = load_hospital(node.data_dir, image_size=run.image_size,
                                   cache_dir=Path(node.state_dir) / "cache")
-        if self.data.num_patients > run.max_patients:
-            raise NodeRefusal(f"this hospital has {self.data.num_patients} patients but the run declares at most "
-                              f"max-patients={run.max_patients}: the SecAgg+ scale would clip its share")
+        if self.data.num_patients > run.max_patients:   # the refusal must not reveal N_k itself
+            raise NodeRefusal(f"this hospital holds more patients than the run's declared max-patients="
+                              f"{run.max_patients}: the SecAgg+ scale would clip its share; declare a larger max")
         self.model = build_model(5, dropout=run.dropout)
-        self.generator = None
-        if run.seed_or_none is not None:
-            if node.hospital_index < 0:
-                raise ConfigError("test mode needs node config hospital-index (the simulator's hospital k)")
-            self.generator = self.state.load_generator(make_generator(run.seed_or_none, node.hospital_index + 1),
-                                                       run_id=run_id)
+        self.settings = ServerOptimizer(run.optimizer, learning_rate=run.learning_rate, momentum=run.momentum,
+                                        weight_decay=run.weight_decay)
+        self.generators = {"noise": None, "augment": None}
+        if node.test_mode and node.hospital_index >= 0:   # the simulator's hospital k: streams k + 1
+            stream = node.hospital_index + 1
+            self.generators = self.state.load_generators(
+                {"noise": seeded_generator(run.noise_seed_or_none, stream),
+                 "augment": seeded_generator(run.seed_or_none, stream)}, run_id=run_id)
+        elif run.noise_seed_or_none is not None:
+            raise ConfigError("test mode needs node config hospital-index (the simulator's hospital k)")
         self.augment = Augment(PreprocessConfig(image_size=run.image_size)) if run.augment else None
 
-    @staticmethod
-    def accountant_delta(run: RunConfig) -> float:
-        return run.delta * (1 - CLIP_DELTA_FRACTION) if run.mode == "dopamine" else run.delta
+    def _save_generators(self) -> None:
+        self.state.save_generators(self.generators, run_id=self.run_id)
 
-    def _stall(self, server_round: int) -> None:
-        run, node = self.run, self.node
-        if node.test_mode and node.hospital_index == run.test_stall_hospital and server_round == run.test_stall_round:
-            (Path(node.state_dir) / f"stalled-round-{server_round}").touch()
-            time.sleep(run.test_stall_seconds)
+    def dopamine_share(self, weights: torch.Tensor) -> np.ndarray:
+        """s_k / M: this hospital's clipped sum plus its noise share, pre-scaled for SecAgg+.
 
-    def dopamine_share(self, weights: torch.Tensor, *, server_round: int) -> np.ndarray:
-        """s_k / M: the clipped sum plus this hospital's noise share, pre-scaled for SecAgg+.
-
-        σ and the scale M are computed here from the public run constants, not taken from the
-        server. The round is counted in this hospital's ledger (and saved) before the share leaves.
+        σ and M come from the public run constants here, not from the server. The round is counted
+        in this hospital's ledger, on disk, before the share leaves.
         """
         run = self.run
-        noise_multiplier = resolve_noise_multiplier(run)
-        prescale = run_prescale(run, dimension=weights.numel(), noise_multiplier=noise_multiplier)
-        k_min = max(run.k_min, self.node.min_participants)
-        std = noise_share_std(noise_multiplier=noise_multiplier, clipping_norm=run.clipping_norm,
-                              min_participants=k_min, colluders=run.colluders)
-        self.state.check_budget(noise_multiplier=noise_multiplier, sample_rate=run.sample_rate)
+        sigma = run_noise_multiplier(run)
+        scale = run_prescale(run, dimension=weights.numel(), noise_multiplier=sigma).scale
+        std = noise_share_std(noise_multiplier=sigma, clipping_norm=run.clipping_norm,
+                              min_participants=max(run.k_min, self.node.min_participants), colluders=run.colluders)
+        self.state.check_budget(noise_multiplier=sigma, sample_rate=run.sample_rate)
         clipper = PerSampleClipper(self.model, method=run.per_sample_method, clipping_norm=run.clipping_norm)
-        self._stall(server_round)
-        share = hospital_step(clipper, weights, self.data, sample_rate=run.sample_rate, noise_std=std,
-                              generator=self.generator, augment=self.augment)
-        self.state.record(noise_multiplier=noise_multiplier, sample_rate=run.sample_rate)
-        if self.generator is not None:
-            self.state.save_generator(self.generator, run_id=self.run_id)
-        return (share.double() / prescale.scale).numpy()
+        load_flat_weights(clipper.params, weights)
+        share = hospital_shares(clipper, [self.data], sample_rate=run.sample_rate, share_std=std,
+                                noise_generators=[self.generators["noise"]], augment=self.augment,
+                                augment_generators=[self.generators["augment"]]).total
+        self.state.record(noise_multiplier=sigma, sample_rate=run.sample_rate)
+        self._save_generators()
+        return (share.double() / scale).numpy()
 
-    def local_weights(self, weights: torch.Tensor, *, server_round: int) -> np.ndarray:
-        """fedavg / fl-parallel-dp: the trainer's local training on this hospital alone, from w_t."""
-        from trainer.modes.fedavg import FedAvgMode, ParallelDPMode
-        noise_multiplier = max(self.run.noise_multiplier, 0.0)
-        config = self.run.train_config(hospitals=1)
-        if self.run.mode == "fl-parallel-dp":
-            config.noise_multiplier, config.target_epsilon = noise_multiplier, None
-        cls = ParallelDPMode if self.run.mode == "fl-parallel-dp" else FedAvgMode
-        mode = cls(model=self.model, hospitals=[self.data], config=config, augment=self.augment)
-        mode.hospital_generators = [self.generator]
-        mode.set_weights(weights)
-        if self.run.mode == "fl-parallel-dp":
-            self.state.check_budget(noise_multiplier=noise_multiplier, sample_rate=mode.sample_rates[0],
-                                    steps=mode.local_steps[0])
-            mode.ledgers = [self.state.ledger]
-        self._stall(server_round)
-        before = mode.ledgers[0].steps if self.run.mode == "fl-parallel-dp" else 0
-        mode.local_training(0)
-        if self.run.mode == "fl-parallel-dp":
-            taken = mode.ledgers[0].steps - before
-            self.state.record_steps([(noise_multiplier, mode.sample_rates[0])] * taken)
-        if self.generator is not None:
-            self.state.save_generator(self.generator, run_id=self.run_id)
-        scaled = (mode.weights().double() / self.run.weight_scale).numpy()
+    def local_weights(self, weights: torch.Tensor) -> np.ndarray:
+        """fedavg / fl-parallel-dp: the trainer's local training on this hospital alone, from w_t,
+        sent as w / weight-scale (SecAgg+ sums them; the server divides by ΣN_k)."""
+        run = self.run
+        load_flat_weights([p for p in self.model.parameters() if p.requires_grad], weights)
+        if run.mode == "fl-parallel-dp":
+            sigma = run_noise_multiplier(run)
+            q, steps = local_dp_steps(self.data.num_patients, local_batch_size=run.local_batch_size,
+                                      local_epochs=run.local_epochs)
+            self.state.check_budget(noise_multiplier=sigma, sample_rate=q, steps=steps)
+            clipper = PerSampleClipper(self.model, method=run.per_sample_method, clipping_norm=run.clipping_norm)
+            scratch = PrivacyLedger(delta=accountant_delta(run), accountant=run.accountant)
+            local_dp_sgd(clipper, weights, self.data, sample_rate=q, steps=steps, noise_multiplier=sigma,
+                         settings=self.settings, ledger=scratch, noise_generator=self.generators["noise"],
+                         augment=self.augment, augment_generator=self.generators["augment"])
+            self.state.record_steps([(sigma, q)] * steps)
+        else:
+            local_sgd(self.model, self.data, epochs=run.local_epochs, batch_size=run.local_batch_size,
+                      settings=self.settings, augment=self.augment, generator=self.generators["augment"])
+        self._save_generators()
+        scaled = (flat_weights(self.model).double() / run.weight_scale).numpy()
         if np.abs(scaled).max() >= DEFAULT_CLIPPING_RANGE:   # SecAgg+ would clip: refuse, do not distort
-            raise NodeRefusal(f"local weights reach {np.abs(scaled).max() * self.run.weight_scale:.1f}, beyond "
-                              f"SecAgg+'s range ±{DEFAULT_CLIPPING_RANGE * self.run.weight_scale:g}: raise weight-scale")
+            raise NodeRefusal(f"local weights reach {np.abs(scaled).max() * run.weight_scale:.1f}, beyond "
+                              f"SecAgg+'s range ±{DEFAULT_CLIPPING_RANGE * run.weight_scale:g}: raise weight-scale")
         return scaled

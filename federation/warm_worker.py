@@ -24,7 +24,7 @@ FALLBACK_POLL = 2.0   # seconds between polls when the SuperNode rings a doorbel
 
 
 def serve(runtime_address: str, *, poll: float = 0.05, parent_pid: int | None = None,
-          doorbell: int | None = None) -> None:
+          doorbell: int | None = None, clientapp: str = "federation.client_app:app") -> None:
     """Acquire and run ClientApp tasks from the SuperNode at `runtime_address`, forever."""
     from flwr.common.constant import SubStatus
     from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
@@ -36,7 +36,9 @@ def serve(runtime_address: str, *, poll: float = 0.05, parent_pid: int | None = 
     from flwr.supercore.runtime import RuntimeHttpClient
     from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
 
-    from federation.client_app import app
+    import importlib
+    module_name, _, attribute = clientapp.partition(":")
+    app = getattr(importlib.import_module(module_name), attribute)
     import federation.task  # noqa: F401  (torch and the trainer, once)
 
     if parent_pid is not None:
@@ -92,11 +94,14 @@ def main() -> int:
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process exits")
     parser.add_argument("--doorbell", type=int, default=None,
                         help="UDP port on 127.0.0.1 the SuperNode rings on a new message (doorbell.py)")
+    parser.add_argument("--clientapp", default="federation.client_app:app",
+                        help="module:attribute of the ClientApp (default: the product's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)   # one line per poll otherwise
     try:
-        serve(args.runtime_address, poll=args.poll, parent_pid=args.parent_pid, doorbell=args.doorbell)
+        serve(args.runtime_address, poll=args.poll, parent_pid=args.parent_pid, doorbell=args.doorbell,
+              clientapp=args.clientapp)
     except KeyboardInterrupt:
         return 0
     except OSError as exc:   # e.g. the doorbell port is taken: one line, not a traceback

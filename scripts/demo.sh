@@ -21,7 +21,7 @@ $PY -m trainer synth --out "$D/hospitals" --n 1500 --size 64 --seed 1
 
 echo "== 2/5 Dopamine: federated DP-SGD across 5 simulated hospitals"
 $PY -m trainer train --mode dopamine --preset demo --data "$D/hospitals" \
-    --weights "$D/runs/public/model.pt" --out "$D/runs/dopamine"
+    --weights "$D/runs/public/model.pt" --weights-public --out "$D/runs/dopamine"
 
 echo "== 3/5 export (ONNX, TFLite, Core ML; int8; signed manifest)"
 $PY -m export keygen --out "$D/keys"

@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML file with TrainConfig fields (applied to every mode)")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
     parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--weights-public", action="store_true",
+                        help="declare that --weights was trained on public data only")
     parser.add_argument("--quiet", action="store_true")
     for flag, kind, help_text in FLAGS:
         parser.add_argument(flag, type=kind, default=None, help=help_text)

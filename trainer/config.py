@@ -46,17 +46,19 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     dropout: float = 0.5
-    weights: str | None = None               # local ImageNet state dict for the body
+    weights: str | None = None               # warm start: a local state dict or checkpoint for the body
+    weights_public: bool = False             # the user declares --weights trained on public data only
     # privacy
     sample_rate: float = 0.1                 # dopamine: per-patient Poisson rate q
     clipping_norm: float = 2.0
-    noise_multiplier: float | None = 1.0
+    noise_multiplier: float | None = None    # σ; None: calibrated from target_epsilon
     target_epsilon: float | None = None      # calibrates σ before training; stops at the budget
     delta: float = 1e-5
     accountant: str = "rdp"
     per_sample_method: str = "opacus-ew"
     # execution
-    seed: int | None = 0                     # None: OS CSPRNG for noise and sampling
+    seed: int | None = 0                     # experiment seed: split, init, augmentation (never the noise)
+    noise_seed: int | None = None            # TEST ONLY: seeds DP noise and sampling; voids the guarantee
     device: str = "cpu"
     threads: int | None = None
     eval_every: int = 1
@@ -186,5 +188,7 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"min_participants must be in [1, hospitals={c.hospitals}], got {k_min}")
     if c.mode == "dopamine" and c.colluders >= k_min:
         raise ValueError(f"colluders ({c.colluders}) must be below min_participants ({k_min})")
+    if c.noise_seed is not None and c.noise_seed < 0:
+        raise ValueError(f"noise_seed must be >= 0, got {c.noise_seed}")
     if c.device not in ("cpu",) and not c.device.startswith("cuda"):
         raise ValueError(f"device must be cpu or cuda[:N], got {c.device!r}")

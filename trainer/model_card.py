@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from edge_client.fileio import atomic_write
-from edge_client.privacy_figures import round_up
+from edge_client.privacy_figures import TEST_BUILD_TEXT, epsilon_str
 
 _SCALARS = ("accuracy", "kappa", "referable_sensitivity", "referable_specificity", "referable_auc",
             "ece", "majority_rate", "n")
@@ -47,13 +47,17 @@ def _metrics_table(metrics: dict, class_names: list[str]) -> list[str]:
 
 def _privacy_section(mode: str, privacy: dict, colluders) -> list[str]:
     epsilon = privacy.get("epsilon")
+    if privacy.get("seeded") or privacy.get("test_build"):
+        return [f"**{TEST_BUILD_TEXT.upper()}.** The DP noise and sampling were drawn from a known seed "
+                "(`--noise-seed`, a test-only flag): anyone with the config can regenerate the noise, so the "
+                f"accountant's figure (ε = {epsilon_str(epsilon)}) protects nobody. Never publish this model."]
     if epsilon is None:
         return ["No differential privacy: **ε = ∞**. The weights may reveal whether a patient "
                 "was in the training set."]
     if privacy.get("delta") is None or not privacy.get("accountant"):
         raise ValueError("checkpoint['privacy'] has an epsilon but no delta/accountant: "
                          "ε means nothing without both")
-    out = [f"**(ε = {round_up(epsilon):.2f}, δ = {privacy['delta']:g}) by the "
+    out = [f"**(ε = {epsilon_str(epsilon)}, δ = {privacy['delta']:g}) by the "
            f"{privacy['accountant']} accountant** (ε rounded up, never down)."]
     if mode == "fl-parallel-dp":
         out.append("ε is the maximum over the hospitals' accountants (each hospital's patients "
@@ -115,16 +119,21 @@ def write_model_card(path, checkpoint: dict, *, extra: dict | None = None) -> Pa
     if dataset is not None:
         out.append(f"- dataset: `{dataset}`")
     out += ["", "## Privacy", ""] + _privacy_section(mode, privacy, colluders)
-    out += ["", "Outside ε (not protected by it): hyper-parameters tuned on the validation split, "
-            "int8 calibration statistics, and the test metrics below.", "",
+    out += ["", "Outside ε (not protected by it, and released anyway): the round kept was chosen on a "
+            "validation split of the PRIVATE data; hyper-parameters tuned on that split; the int8 "
+            "calibration statistics of any export; the test metrics below.", "",
             f"## Metrics (round {kept}, chosen on validation; test never used to choose)", ""]
     out += _metrics_table(checkpoint.get("metrics") or {}, names)
     out += ["", "## Limitations", ""]
     if _first(sources, "synthetic"):
         out.append("- **Trained on synthetic images**: these metrics say nothing about real photos.")
+    warm = privacy.get("warm_start") or {}
     weights = _first(sources, "weights", "init_weights")
-    out.append(f"- initialised from the local weights file `{weights}`" if weights else
-               "- no pretraining: trained from random initialisation (no ImageNet weights).")
+    if warm.get("note"):
+        out.append(f"- {warm['note']}.")
+    else:
+        out.append(f"- initialised from the local weights file `{weights}`" if weights else
+                   "- no pretraining: trained from random initialisation (no ImageNet weights).")
     out += ["- not validated prospectively, nor on other cameras and populations; poor-quality "
             "photos degrade it; the int8 exports may differ slightly from these float metrics.", "",
             "## Preprocessing", "", "| parameter | value |", "|---|---|"]

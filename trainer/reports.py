@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 
 from edge_client.fileio import atomic_write  # noqa: E402
-from edge_client.privacy_figures import round_up  # noqa: E402
+from edge_client.privacy_figures import epsilon_str  # noqa: E402
 
 MODES = ("central", "central-dp", "fedavg", "fl-parallel-dp", "dopamine")
 _COLOURS = {"central": "#7f7f7f", "central-dp": "#1f77b4", "fedavg": "#2ca02c",
@@ -208,7 +208,7 @@ def _privacy_cells(summary: dict, rows: list[dict], mode: str) -> tuple[str, str
     if delta is None or not accountant:
         raise ValueError(f"summaries[{mode!r}] has ε = {epsilon} but no delta/accountant: "
                          "ε is only meaningful with both")
-    return f"{round_up(epsilon):.2f}", f"{delta:g}", str(accountant)
+    return epsilon_str(epsilon), f"{delta:g}", str(accountant)
 
 
 def best_on_validation(rows: list[dict]) -> dict:

@@ -10,6 +10,7 @@ Run directory (all writes atomic):
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from trainer.metrics import evaluate
 from trainer.model import build_model
 from trainer.modes import make_mode
 from trainer.prepare import PreparedData, prepare
+from trainer.warm_start import WarmStart, read_warm_start
 from trainer.model_card import write_model_card
 from trainer.reports import best_on_validation, write_confusion_png, write_curves_png
 
@@ -77,11 +79,16 @@ class Run:
         if config.threads:
             torch.set_num_threads(config.threads)
         if config.seed is not None:
-            torch.manual_seed(config.seed)
+            torch.manual_seed(config.seed)   # init and augmentation only: the DP noise never uses it
+        if config.noise_seed is not None:
+            from trainer.dp.noise import NOISE_SEED_WARNING
+            print(f"warning: --noise-seed: {NOISE_SEED_WARNING}", file=sys.stderr)
+        self.warm_start: WarmStart = read_warm_start(config.weights, declared_public=config.weights_public,
+                                                     private_run=config.private)
         self.data: PreparedData = prepare(config)
         self.model = build_model(5, weights=config.weights, dropout=config.dropout).to(config.device)
         self.mode = make_mode(config.mode, model=self.model, hospitals=self.data.hospitals, config=config,
-                              augment=Augment(self.data.preprocess))
+                              augment=Augment(self.data.preprocess), priors=self.warm_start.priors)
         self.rows: list[dict] = []
         self.round = 0
         self.stop_reason = "completed all rounds"
@@ -137,14 +144,21 @@ class Run:
         c = self.config
         privacy = self.mode.privacy() or {}
         save_checkpoint(self.out / "model.pt", self.model, preprocess=self.data.preprocess.to_dict(), mode=c.mode,
-                        privacy={"epsilon": privacy.get("epsilon"), "delta": privacy.get("delta"),
-                                 "accountant": privacy.get("accountant"), "privacy_model": privacy_model_text(c),
-                                 "noise_multiplier": getattr(self.mode, "noise_multiplier", None),
-                                 "sample_rate": getattr(self.mode, "sample_rate", None),
-                                 "steps": privacy.get("steps", 0),
-                                 "clipping_norm": c.clipping_norm if c.private else None},
+                        privacy=self._privacy_block(privacy),
                         metrics={"val": row["_val"], "test": row["_test"]}, config=c.to_dict(),
                         round_kept=row["round"])
+
+    def _privacy_block(self, privacy: dict) -> dict:
+        """The checkpoint's privacy block (docs/CONTRACTS.md "Checkpoint")."""
+        c = self.config
+        return {"epsilon": privacy.get("epsilon"), "delta": privacy.get("delta"),
+                "accountant": privacy.get("accountant"), "privacy_model": privacy_model_text(c),
+                "noise_multiplier": getattr(self.mode, "noise_multiplier", None),
+                "sample_rate": getattr(self.mode, "sample_rate", None), "steps": privacy.get("steps", 0),
+                "clipping_norm": c.clipping_norm if c.private else None,
+                "histories": [[list(h) for h in history] for history in self.mode.histories()],
+                "seeded": c.private and c.noise_seed is not None,
+                "warm_start": self.warm_start.to_dict()}
 
     def train(self) -> Path:
         c = self.config
@@ -179,13 +193,13 @@ class Run:
                              "--target-epsilon or lower --rounds")
         model, checkpoint = load_checkpoint(self.out / "model.pt")
         # The kept round was chosen after every round ran: report the whole run's ε.
-        privacy = self.mode.privacy() or {}
-        checkpoint["privacy"].update({k: privacy.get(k) for k in ("epsilon", "delta", "accountant", "steps")})
+        checkpoint["privacy"] = self._privacy_block(self.mode.privacy() or {})
         atomic_torch_save(checkpoint, self.out / "model.pt")
         synthetic = (Path(self.config.data) / "synth.json").is_file()  # `trainer synth` leaves this marker
         write_model_card(self.out / "model_card.md", checkpoint,
-                         extra={"stop_reason": self.stop_reason, "partition": self.data.summary,
-                                "synthetic": synthetic})
+                         extra={"stop_reason": self.stop_reason, "synthetic": synthetic,
+                                # declared sizes only: grade histograms of private patients stay in partition.txt
+                                "patients per hospital": [h.num_patients for h in self.data.hospitals]})
         test = checkpoint["metrics"]["test"]
         write_confusion_png(test["confusion"], checkpoint["class_names"], self.out / "confusion.png",
                             title=f"{self.config.mode}: test confusion (round {checkpoint['round']})")

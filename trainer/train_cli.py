@@ -31,10 +31,13 @@ FLAGS = [
     ("--min-participants", int, "K_min: hospitals a round needs; noise shares are sized for it"),
     ("--colluders", int, "t: hospitals that may collude against the others"),
     ("--per-sample-method", str, "functorch | opacus-hooks | opacus-ew | ghost"),
-    ("--weights", str, "local ImageNet SqueezeNet 1.1 state dict for the body"),
+    ("--weights", str, "warm start: a local SqueezeNet 1.1 state dict (public) or a model.pt checkpoint "
+                       "(its privacy history is composed into epsilon unless --weights-public)"),
     ("--max-patients", int, "use at most this many training patients"),
     ("--split-file", str, "CSV id_code,split fixing train/val/test"),
-    ("--seed", int, "seed for the simulator (omit in deployments)"),
+    ("--seed", int, "experiment seed: data split, init, augmentation (never the DP noise; default 0)"),
+    ("--noise-seed", int, "TEST ONLY: seed the DP noise and sampling; the run then has NO privacy "
+                          "guarantee and export/hub refuse to publish it"),
     ("--device", str, "cpu or cuda"),
     ("--threads", int, "torch CPU threads"),
     ("--eval-every", int, "evaluate every N rounds"),
@@ -47,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML file with TrainConfig fields")
     parser.add_argument("--resume", metavar="RUN", help="continue a killed run from its last complete round")
     parser.add_argument("--no-augment", action="store_true", help="turn training augmentation off")
+    parser.add_argument("--weights-public", action="store_true",
+                        help="declare that --weights was trained on public data only (recorded in the model card)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     for flag, kind, help_text in FLAGS:
         parser.add_argument(flag, type=kind, default=None, help=help_text)
@@ -56,6 +61,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _, _ in FLAGS}
     if args.no_augment:
         overrides["augment"] = False
+    if getattr(args, "weights_public", False):
+        overrides["weights_public"] = True
     if not overrides.get("out"):
         overrides["out"] = f"runs/{args.mode}"
     config = resolve(args.mode, preset=args.preset, toml_path=args.config, overrides=overrides)

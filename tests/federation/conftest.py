@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fed_helpers import HOSPITALS
+from tests.federation.fed_helpers import HOSPITALS
 from federation.split_data import split
 from trainer.data.synth import generate_dataset
 

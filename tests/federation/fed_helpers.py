@@ -1,50 +1,62 @@
-"""Helpers for the federation tests: run-config values and the simulator replay for parity."""
+"""Helpers for the federation tests: run-config values, the test-only app, and the simulator's
+own round (`dopamine_round`) replayed on the federation's weights for parity."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 
 from federation.config import RunConfig
-from federation.task import Hospital, load_hospital
-from trainer.dp.mechanism import server_update
+from federation.task import accountant_delta, flat_weights, load_hospital, run_noise_multiplier
+from trainer.data.augment import Augment
+from edge_client.preprocess import PreprocessConfig
+from trainer.dp.dopamine import dopamine_round, noise_share_std, server_step
+from trainer.dp.noise import seeded_generator
+from trainer.dp.per_sample import PerSampleClipper
+from trainer.dp.server_optimizers import ServerOptimizer
+from trainer.model import build_model
+from trainer.privacy import PrivacyLedger
 
 HOSPITALS = 3
+TEST_APP = Path(__file__).resolve().parent / "flower_app"   # the product app + test hooks
 
 
 def base_run(fed_data: dict, **overrides) -> dict:
     """Run-config overrides for the tiny federation (declared sizes from the split)."""
     return {"total-patients": fed_data["total"], "max-patients": fed_data["max"], "hospitals": HOSPITALS,
-            "rounds": 2, "sample-rate": 0.3, "clipping-norm": 1.0, "learning-rate": 0.5, **overrides}
+            "rounds": 2, "sample-rate": 0.3, "clipping-norm": 1.0, "learning-rate": 0.5,
+            **overrides}
 
 
-def simulator_aggregates(fed_data: dict, run_values: dict, trace: dict) -> tuple[list[np.ndarray], object]:
-    """Replay each round in the in-process simulator (DopamineMode, same hospitals, same seed),
-    starting every round from the federation's own weights and momentum, and return the
-    simulator's aggregate S per round (recovered from its momentum buffer) and its ledger."""
-    from trainer.data.augment import Augment
-    from edge_client.preprocess import PreprocessConfig
-    from trainer.model import build_model
-    from trainer.modes.dp_sgd import DopamineMode
+def simulator_aggregates(fed_data: dict, run_values: dict, trace: dict) -> tuple[list[np.ndarray], PrivacyLedger]:
+    """The simulator's `dopamine_round` on the same hospitals with the same test-only seeds, each
+    round started from the federation's own weights (so rounding differences do not compound).
+    Returns each round's `RoundResult.aggregate` and the simulator's ledger."""
     run = RunConfig.from_flower(run_values)
     hospitals = [load_hospital(d, image_size=run.image_size) for d in fed_data["hospitals"]]
-    config = run.train_config()
-    config.delta = Hospital.accountant_delta(run)
     torch.manual_seed(run.seed)
     model = build_model(5, dropout=run.dropout)
-    mode = DopamineMode(model=model, hospitals=hospitals, config=config,
-                        augment=Augment(PreprocessConfig(image_size=run.image_size)))
-    assert torch.equal(mode.weights(), torch.from_numpy(trace["w0"])), "w_0 differs from the simulator's"
-    assert run.optimizer == "sgd", "S is recovered from the SGD momentum buffer"
-    weights, state = torch.from_numpy(trace["w0"]).clone(), {}
+    assert torch.equal(flat_weights(model), torch.from_numpy(trace["w0"])), "w_0 differs from the simulator's"
+    clipper = PerSampleClipper(model, method=run.per_sample_method, clipping_norm=run.clipping_norm)
+    sigma = run_noise_multiplier(run)
+    std = noise_share_std(noise_multiplier=sigma, clipping_norm=run.clipping_norm, min_participants=run.k_min,
+                          colluders=run.colluders)
+    optimizer = ServerOptimizer(run.optimizer, learning_rate=run.learning_rate, momentum=run.momentum,
+                                weight_decay=run.weight_decay)
     expected = run.sample_rate * run.total_patients
-    out = []
-    for r, fed_aggregate in enumerate(trace["aggregates"]):
-        mode.set_weights(weights.clone())
-        mode.optimizer_state = {k: v.clone() for k, v in state.items()}
-        before = state.get("momentum", torch.zeros_like(weights)).double()
-        mode.run_round(r)
-        after = mode.optimizer_state["momentum"].double()
-        out.append(((after - run.momentum * before) * expected).numpy())
-        weights, state = server_update(weights, state, torch.from_numpy(fed_aggregate), optimizer="sgd",
-                                       expected_batch_size=expected, learning_rate=run.learning_rate,
-                                       momentum=run.momentum)
-    return out, mode.ledger
+    noise = [seeded_generator(run.noise_seed_or_none, k + 1) for k in range(HOSPITALS)]
+    augment_generators = [seeded_generator(run.seed_or_none, k + 1) for k in range(HOSPITALS)]
+    augment = Augment(PreprocessConfig(image_size=run.image_size)) if run.augment else None
+    ledger = PrivacyLedger(delta=accountant_delta(run), accountant=run.accountant)
+    weights, state, out = torch.from_numpy(trace["w0"]).clone(), {}, []
+    for fed_aggregate in trace["aggregates"]:
+        result = dopamine_round(clipper, weights, state, hospitals, sample_rate=run.sample_rate, share_std=std,
+                                expected_batch_size=expected, optimizer=optimizer, noise_generators=noise,
+                                augment=augment, augment_generators=augment_generators)
+        out.append(result.aggregate.double().numpy())
+        if sigma > 0:
+            ledger.step(noise_multiplier=sigma, sample_rate=run.sample_rate)
+        weights, state = server_step(weights, state, torch.from_numpy(fed_aggregate).to(weights.dtype),
+                                     optimizer=optimizer, expected_batch_size=expected)
+    return out, ledger

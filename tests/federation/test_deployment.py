@@ -15,7 +15,7 @@ from federation.node_state import LEDGER_FILE
 from federation.secagg import aggregate_error_bound
 from trainer.privacy import round_up
 
-from fed_helpers import HOSPITALS, base_run, simulator_aggregates
+from tests.federation.fed_helpers import HOSPITALS, TEST_APP, base_run, simulator_aggregates
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # deployments on 2 shared cores: generous, still bounded
 
@@ -35,16 +35,17 @@ def _check_parity(fed_data: dict, results: dict) -> list[float]:
     if results["noise_multiplier"] > 0:
         assert results["privacy"]["history"] == [list(h) for h in ledger.history]
         assert results["privacy"]["epsilon"] == round_up(ledger.epsilon())
+        assert results["privacy"]["seeded"] is True
     return worst
 
 
 def test_deployment_matches_simulator_noise_on_and_off(fed_data, certs, tmp_path):
     """The fast setup (adaptive polling, a warm ClientApp process per node rung by its SuperNode)."""
     spec = DeploySpec(workdir=tmp_path / "dep", certs=certs, hospital_dirs=[Path(d) for d in fed_data["hospitals"]],
-                      test_mode=True, poll_interval=0.02, warm_worker=True)
+                      test_mode=True, poll_interval=0.02, warm_worker=True, app_dir=TEST_APP)
     with Deployment(spec) as dep:
-        runs = {"noise": base_run(fed_data, seed=0, **{"noise-multiplier": 1.0}),
-                "no-noise": base_run(fed_data, seed=0, **{"noise-multiplier": 0.0})}
+        runs = {"noise": base_run(fed_data, seed=0, **{"noise-seed": 0, "noise-multiplier": 1.0}),
+                "no-noise": base_run(fed_data, seed=0, **{"noise-seed": 0, "noise-multiplier": 0.0})}
         with ThreadPoolExecutor(2) as pool:   # two runs at once on the same SuperNodes
             futures = {name: pool.submit(dep.run, config, timeout=240) for name, config in runs.items()}
             results = {name: f.result() for name, f in futures.items()}
@@ -63,7 +64,7 @@ def test_deployment_matches_simulator_noise_on_and_off(fed_data, certs, tmp_path
 def test_flower_clientapp_processes_match_simulator(fed_data, certs, tmp_path):
     """Flower's own executor (a `flwr-clientapp` process per message) gives the same aggregates."""
     spec = DeploySpec(workdir=tmp_path / "dep", certs=certs, hospital_dirs=[Path(d) for d in fed_data["hospitals"]],
-                      test_mode=True, poll_interval=0.05)
+                      test_mode=True, poll_interval=0.05, app_dir=TEST_APP)
     with Deployment(spec) as dep:
-        results = dep.run(base_run(fed_data, seed=0, **{"noise-multiplier": 1.0}), timeout=240)
+        results = dep.run(base_run(fed_data, seed=0, **{"noise-seed": 0, "noise-multiplier": 1.0}), timeout=240)
     _check_parity(fed_data, results)

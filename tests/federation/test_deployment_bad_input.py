@@ -13,7 +13,7 @@ import pytest
 
 from federation.deploy import DeployError, Deployment, DeploySpec
 from federation.procs import alive, free_port
-from fed_helpers import base_run
+from tests.federation.fed_helpers import base_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # deployments on 2 shared cores: generous, still bounded
 REPO = Path(__file__).resolve().parents[2]

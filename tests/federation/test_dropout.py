@@ -11,19 +11,19 @@ import numpy as np
 import pytest
 
 from federation.deploy import Deployment, DeploySpec
-from fed_helpers import HOSPITALS, base_run
+from tests.federation.fed_helpers import HOSPITALS, TEST_APP, base_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # deployments on 2 shared cores: generous, still bounded
 
 
 def test_node_killed_mid_round(fed_data, certs, tmp_path):
     spec = DeploySpec(workdir=tmp_path / "dep", certs=certs, hospital_dirs=[Path(d) for d in fed_data["hospitals"]],
-                      test_mode=True, poll_interval=0.02, warm_worker=True)
+                      test_mode=True, poll_interval=0.02, warm_worker=True, app_dir=TEST_APP,
+                      node_env_extra=[{}, {}, {"DOPAMINE_TEST_STALL": "2:600"}])
     sigma, clip = 1.0, 1.0
     with Deployment(spec) as dep:
         config = base_run(fed_data, seed=0, **{"noise-multiplier": sigma, "min-participants": 2,
-                                               "secagg-timeout": 20.0, "test-stall-hospital": 2,
-                                               "test-stall-round": 2, "test-stall-seconds": 600.0})
+                                               "secagg-timeout": 20.0})
         marker = dep.work / "hospital-2" / "state" / "stalled-round-2"
         with ThreadPoolExecutor(1) as pool:
             future = pool.submit(dep.run, config, timeout=200)

@@ -90,10 +90,50 @@ def test_guard_mod_refuses_rounds_below_k_min_at_every_stage(tmp_path, stage, va
         assert reply.has_error() and "K_min=3" in reply.error.reason
 
 
-def test_guard_mod_refuses_a_seed_outside_test_mode(tmp_path):
-    context = _context({"seed": 0}, {"data-dir": str(tmp_path), "state-dir": str(tmp_path)})
+def test_guard_mod_refuses_a_noise_seed_outside_test_mode(tmp_path):
+    context = _context({"noise-seed": 0}, {"data-dir": str(tmp_path), "state-dir": str(tmp_path)})
     reply = guard_mod(_stage_message(Stage.SETUP, **{Key.SAMPLE_NUMBER: 3}), context, lambda m, c: m)
     assert reply.has_error() and "OS CSPRNG" in reply.error.reason
+    # The experiment seed (w_0, augmentation) is not the noise: a deployment accepts it.
+    context = _context({"seed": 0}, {"data-dir": str(tmp_path), "state-dir": str(tmp_path)})
+    reply = guard_mod(_stage_message(Stage.SETUP, **{Key.SAMPLE_NUMBER: 3}), context, lambda m, c: m)
+    assert not reply.has_error()
+
+
+def test_run_config_delta_must_be_below_one_over_declared_patients():
+    with pytest.raises(ConfigError, match="below 1/N"):
+        RunConfig(total_patients=60, max_patients=20, delta=0.02).check()
+    RunConfig(total_patients=60, max_patients=20, delta=0.01).check()
+
+
+def test_pyproject_defaults_are_run_config_defaults():
+    """RunConfig is the one source of the run config's defaults; Flower reads them from pyproject."""
+    import dataclasses
+    import tomllib
+    from pathlib import Path
+    from tests.federation.fed_helpers import TEST_APP
+    for app in (Path("federation"), TEST_APP):
+        config = tomllib.loads((app / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+        defaults = {f.name.replace("_", "-"): f.default for f in dataclasses.fields(RunConfig)}
+        assert config == defaults, app
+
+
+def test_private_init_weights_compose_or_are_refused(tmp_path):
+    import torch
+    from federation.server_app import initial_model
+    from trainer.checkpoint import save_checkpoint
+    from trainer.model import build_model
+    central = save_checkpoint(tmp_path / "central.pt", build_model(), preprocess={"image_size": 32}, mode="central",
+                              privacy={"epsilon": None})
+    with pytest.raises(ConfigError, match="init-weights-public=true"):
+        initial_model(RunConfig(init_weights=str(central)))
+    _, warm = initial_model(RunConfig(init_weights=str(central), init_weights_public=True))
+    assert warm.declared_public and warm.priors == [[]]
+    private = save_checkpoint(tmp_path / "dp.pt", build_model(), preprocess={"image_size": 32}, mode="dopamine",
+                              privacy={"epsilon": 2.0, "delta": 1e-5, "accountant": "rdp",
+                                       "histories": [[[1.1, 0.1, 30]]]})
+    model, warm = initial_model(RunConfig(init_weights=str(private)))
+    assert warm.priors == [[(1.1, 0.1, 30)]] and isinstance(model, torch.nn.Module)
 
 
 def test_bad_configs_named():
@@ -116,8 +156,11 @@ def test_node_with_no_data_or_too_many_patients(fed_data, tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         Hospital(run, NodeConfig(data_dir=str(tmp_path / "nowhere"), state_dir=str(tmp_path / "s")))
     small = RunConfig.from_flower({"total-patients": 60, "max-patients": 5})
-    with pytest.raises(NodeRefusal, match="max-patients=5"):
+    with pytest.raises(NodeRefusal, match="max-patients=5") as refused:
         Hospital(small, NodeConfig(data_dir=fed_data["hospitals"][0], state_dir=str(tmp_path / "s")))
+    # The refusal travels to the server: it must not carry this hospital's own patient count.
+    assert f"{fed_data['sizes'][0]} patients" not in str(refused.value)
+    assert str(fed_data["sizes"][0]) not in str(refused.value).replace("max-patients=5", "")
 
 
 def test_model_version_and_size_checked():

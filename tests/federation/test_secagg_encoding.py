@@ -13,12 +13,11 @@ from scipy import stats
 from federation.config import RunConfig
 from federation.secagg import (DEFAULT_CLIPPING_RANGE, DEFAULT_QUANTIZATION_RANGE, aggregate_error_bound,
                                batch_size_bound, gaussian_bound, prescale, quantization_noise_ratio)
-from federation.task import load_hospital, run_prescale
-from trainer.dp.hospital import hospital_step
-from trainer.dp.mechanism import noise_share_std
+from federation.task import load_hospital, released_delta, run_prescale
+from trainer.dp.dopamine import hospital_shares, load_flat_weights, noise_share_std
+from trainer.dp.noise import seeded_generator
 from trainer.dp.per_sample import PerSampleClipper
 from trainer.model import build_model
-from trainer.modes.base import make_generator
 
 D = 723_013  # order of SqueezeNet 1.1's parameter count with 5 classes
 
@@ -36,16 +35,18 @@ def test_gaussian_bound_tail():
 
 
 def test_paper_setting_quantization_far_below_noise_and_clip_delta_counted():
-    """APTOS-like: 10 hospitals of ~293 patients, q = 0.03425, σ = 1.15, C = 2, 30001 rounds, δ = 1e-4."""
+    """APTOS-like: 10 hospitals of ~293 patients, q = 0.03425, σ = 1.15, C = 2, 30001 rounds, δ = 1e-4,
+    ε ≤ 8. Clipping is per hospital and non-linear, so it costs (1 + e^ε)·η in δ, not η."""
     share = noise_share_std(noise_multiplier=1.15, clipping_norm=2.0, min_participants=10)
     ps = prescale(clipping_norm=2.0, noise_share_std=share, max_patients=293, sample_rate=0.03425,
-                  dimension=D, rounds=30001, hospitals=10, delta=1e-4)
+                  dimension=D, rounds=30001, hospitals=10, delta=1e-4, epsilon_bound=8.0)
     assert ps.clip_delta == pytest.approx(1e-6)
+    assert (1 + math.exp(8.0)) * ps.clip_probability == pytest.approx(ps.clip_delta)
     assert ps.accountant_delta(1e-4) == pytest.approx(0.99e-4)
-    # The union bound over every coordinate, hospital and round really is below δ/100.
+    # The union bound over every coordinate, hospital and round really is below η = δ/(100·(1 + e^ε)).
     p_batch = stats.binom.sf(ps.batch_bound, 293, 0.03425)
     p_coord = 2 * stats.norm.sf(ps.noise_bound / share)
-    assert 30001 * 10 * (p_batch + D * p_coord) <= ps.clip_delta
+    assert 30001 * 10 * (p_batch + D * p_coord) <= ps.clip_probability
     assert ps.scale * DEFAULT_CLIPPING_RANGE == pytest.approx(2.0 * ps.batch_bound + ps.noise_bound)
     assert quantization_noise_ratio(ps.quantization_step, 10, 1.15 * 2.0) < 1e-3
 
@@ -53,7 +54,16 @@ def test_paper_setting_quantization_far_below_noise_and_clip_delta_counted():
 def test_overflow_refused():
     with pytest.raises(ValueError, match="overflow"):
         prescale(clipping_norm=1, noise_share_std=1, max_patients=10, sample_rate=0.5, dimension=10,
-                 rounds=1, hospitals=1024, delta=1e-5)
+                 rounds=1, hospitals=1024, delta=1e-5, epsilon_bound=1.0)
+
+
+def test_reported_delta_never_hides_the_clipping_cost():
+    """At the ε the run was sized for, δ is the configured one; past it, the report says more."""
+    run = RunConfig.from_flower({"target-epsilon": 2.0, "noise-multiplier": -1.0})
+    ps = run_prescale(run, dimension=D, noise_multiplier=3.0)
+    assert ps.epsilon_bound == 2.0
+    assert released_delta(run, ps, 2.0) == pytest.approx(run.delta)
+    assert released_delta(run, ps, 5.0) > run.delta
 
 
 def _flower_secagg_sum(vectors: list[np.ndarray], clipping_range: float, target_range: int) -> np.ndarray:
@@ -75,10 +85,11 @@ def test_real_shares_nothing_clipped_and_sum_within_quantization(fed_data, noise
     ps = run_prescale(run, dimension=weights.numel(), noise_multiplier=noise_multiplier)
     std = noise_share_std(noise_multiplier=noise_multiplier, clipping_norm=run.clipping_norm, min_participants=3)
     shares = []
+    load_flat_weights(clipper.params, weights)
     for k, folder in enumerate(fed_data["hospitals"]):
         data = load_hospital(folder, image_size=run.image_size)
-        shares.append(hospital_step(clipper, weights, data, sample_rate=run.sample_rate, noise_std=std,
-                                    generator=make_generator(0, k + 1)).double().numpy())
+        shares.append(hospital_shares(clipper, [data], sample_rate=run.sample_rate, share_std=std,
+                                      noise_generators=[seeded_generator(0, k + 1)]).total.double().numpy())
     scaled = [s / ps.scale for s in shares]
     assert max(np.abs(x).max() for x in scaled) < DEFAULT_CLIPPING_RANGE, "a coordinate would be clipped"
     exact = np.sum(shares, axis=0)

@@ -9,15 +9,15 @@ import pytest
 
 from federation.secagg import aggregate_error_bound
 from federation.simulate import run_simulation
-from fed_helpers import HOSPITALS, base_run, simulator_aggregates
+from tests.federation.fed_helpers import HOSPITALS, TEST_APP, base_run, simulator_aggregates
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # deployments on 2 shared cores: generous, still bounded
 
 
 def test_flwr_run_on_simulation_engine(fed_data, tmp_path):
     results = run_simulation(data_root=fed_data["root"], hospitals=HOSPITALS, workdir=tmp_path / "sim",
-                             config=base_run(fed_data, seed=0, rounds=1, **{"eval-data": fed_data["eval"]}),
-                             timeout=240)
+                             config=base_run(fed_data, seed=0, rounds=1, **{"noise-seed": 0, "eval-data": fed_data["eval"]}),
+                             timeout=240, app_dir=TEST_APP)
     assert results["status"] == "completed", results["reason"]
     assert results["rounds"][0]["participants"] == HOSPITALS
     assert 0.0 <= results["rounds"][0]["eval"]["accuracy"] <= 1.0     # evaluated at the server only
@@ -42,9 +42,10 @@ def test_weight_averaging_modes_match_simulator(fed_data, tmp_path, mode):
     from trainer.model import build_model
     from trainer.modes.fedavg import FedAvgMode, ParallelDPMode
 
-    values = base_run(fed_data, seed=0, rounds=1, mode=mode, **{"noise-multiplier": 1.0, "learning-rate": 0.05})
+    values = base_run(fed_data, seed=0, rounds=1, mode=mode, **{"noise-seed": 0, "noise-multiplier": 1.0,
+                                                               "learning-rate": 0.05})
     results = run_simulation(data_root=fed_data["root"], hospitals=HOSPITALS, workdir=tmp_path / "sim",
-                             config=values, timeout=240)
+                             config=values, timeout=240, app_dir=TEST_APP)
     assert results["status"] == "completed", results["reason"]
     federated, _ = load_checkpoint(Path(results["config"]["out_dir"]) / "model.pt")
 
@@ -56,15 +57,7 @@ def test_weight_averaging_modes_match_simulator(fed_data, tmp_path, mode):
     cls = ParallelDPMode if mode == "fl-parallel-dp" else FedAvgMode
     sim = cls(model=model, hospitals=hospitals, config=config,
               augment=Augment(PreprocessConfig(image_size=run.image_size)))
-    # The simulator's round, each hospital starting from a copy of w_0. (FedAvgMode.run_round itself
-    # passes the same tensor to every hospital and the in-place torch optimizer step changes it:
-    # reported to the trainer's owner.)
-    start, total, weight_sum = sim.weights(), 0.0, 0.0
-    for k in sim.selected_hospitals():
-        sim.set_weights(start.clone())
-        sim.local_training(k)
-        total = total + hospitals[k].num_patients * sim.weights()
-        weight_sum += hospitals[k].num_patients
-    difference = (flat_weights(federated) - total / weight_sum).abs().max().item()
+    sim.run_round(0)   # the simulator's round: every hospital from w_0, weights averaged by N_k
+    difference = (flat_weights(federated) - sim.weights()).abs().max().item()
     # SecAgg+ quantization of w/8 (one step ~3e-5 per hospital) plus float reordering.
     assert difference < 1e-4, difference

@@ -60,7 +60,7 @@ def test_ledger_composes_like_a_single_call_and_survives_state_dict():
 def test_ledger_refuses_to_exceed_budget():
     ledger = PrivacyLedger(delta=1e-5, target_epsilon=2.0)
     steps = 0
-    while ledger.can_step(noise_multiplier=2.0, sample_rate=0.1):
+    while ledger.can_take(noise_multiplier=2.0, sample_rate=0.1):
         ledger.step(noise_multiplier=2.0, sample_rate=0.1)
         steps += 1
     assert 0 < steps < 1000 and ledger.epsilon() <= 2.0

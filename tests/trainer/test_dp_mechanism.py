@@ -6,10 +6,11 @@ import pytest
 import torch
 from scipy import stats
 
-from trainer.dp.hospital import HospitalData, hospital_step
-from trainer.dp.mechanism import (csprng_normal, gaussian_noise, noise_share_std, poisson_sample,
-                                  server_update)
+from trainer.dp.dopamine import hospital_shares, noise_share_std
+from trainer.dp.hospital import HospitalData
+from trainer.dp.noise import csprng_normal, gaussian_noise, poisson_sample
 from trainer.dp.per_sample import PerSampleClipper
+from trainer.dp.server_optimizers import ServerOptimizer
 from trainer.model import build_model
 
 
@@ -116,8 +117,8 @@ def test_server_sgd_matches_torch_sgd_with_momentum():
         aggregate = torch.randn(10) * 7
         param.grad = aggregate / 7.0
         opt.step()
-        weights, state = server_update(weights, state, aggregate, optimizer="sgd", expected_batch_size=7.0,
-                                       learning_rate=0.05, momentum=0.9)
+        weights, state = ServerOptimizer("sgd", learning_rate=0.05, momentum=0.9).step(
+            weights, state, aggregate, expected_batch_size=7.0)
     assert torch.allclose(weights, param.detach(), atol=1e-6)
 
 
@@ -130,17 +131,29 @@ def test_server_adam_matches_torch_adam():
         aggregate = torch.randn(10) * 3
         param.grad = aggregate / 3.0
         opt.step()
-        weights, state = server_update(weights, state, aggregate, optimizer="adam", expected_batch_size=3.0,
-                                       learning_rate=0.01, momentum=0.9)
+        weights, state = ServerOptimizer("adam", learning_rate=0.01, momentum=0.9).step(
+            weights, state, aggregate, expected_batch_size=3.0)
     assert torch.allclose(weights, param.detach(), atol=1e-6)
 
 
-def test_hospital_step_empty_sample_still_sends_noise(tiny_model):
+def test_empty_sample_still_sends_noise(tiny_model):
     clipper = PerSampleClipper(tiny_model, method="functorch", clipping_norm=1.0)
     data = HospitalData(torch.randn(3, 3, 32, 32), torch.zeros(3, dtype=torch.long), torch.arange(3))
     weights = torch.nn.utils.parameters_to_vector(tiny_model.parameters()).detach()
     # q tiny: the sample is empty with overwhelming probability, yet noise of the right size is sent.
-    share = hospital_step(clipper, weights, data, sample_rate=1e-9, noise_std=0.5,
-                          generator=torch.Generator().manual_seed(0))
+    share = hospital_shares(clipper, [data], sample_rate=1e-9, share_std=0.5, noise_generators=[None]).total
     assert share.shape == weights.shape
     assert float(share.std()) == pytest.approx(0.5, rel=0.02)
+
+
+def test_k_hospitals_in_one_call_equal_the_sum_of_their_single_calls(tiny_model):
+    """The simulator (K hospitals, one batched clip) and Flower (one hospital each) send the same sum."""
+    clipper = PerSampleClipper(tiny_model, method="functorch", clipping_norm=0.7)
+    torch.manual_seed(3)
+    hospitals = [HospitalData(torch.randn(6, 3, 32, 32), torch.randint(0, 5, (6,)), torch.arange(6))
+                 for _ in range(3)]
+    gens = lambda: [torch.Generator().manual_seed(40 + k) for k in range(3)]  # noqa: E731
+    together = hospital_shares(clipper, hospitals, sample_rate=0.5, share_std=0.3, noise_generators=gens()).total
+    apart = sum(hospital_shares(clipper, [h], sample_rate=0.5, share_std=0.3, noise_generators=[g]).total
+                for h, g in zip(hospitals, gens()))
+    assert torch.allclose(together, apart, atol=1e-5)

@@ -54,11 +54,12 @@ def test_every_mode_writes_a_complete_run(tiny_fundus, tmp_path, mode):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--mode", "dopamine", "--sample-rate", "1.5"], "sample_rate"),
+    (["--mode", "dopamine", "--noise-multiplier", "1", "--sample-rate", "1.5"], "sample_rate"),
     (["--mode", "dopamine", "--noise-multiplier", "-1"], "noise_multiplier"),
-    (["--mode", "dopamine", "--delta", "0.5"], "delta"),
-    (["--mode", "dopamine", "--hospitals", "500"], "hospitals"),
-    (["--mode", "dopamine", "--min-participants", "2", "--colluders", "2"], "colluders"),
+    (["--mode", "dopamine", "--noise-multiplier", "1", "--delta", "0.5"], "delta"),
+    (["--mode", "dopamine", "--noise-multiplier", "1", "--hospitals", "500"], "hospitals"),
+    (["--mode", "dopamine", "--noise-multiplier", "1", "--min-participants", "2", "--colluders", "2"], "colluders"),
+    (["--mode", "dopamine", "--rounds", "3"], "--target-epsilon"),
     (["--mode", "dopamine", "--target-epsilon", "1e-9", "--rounds", "5"], "epsilon"),
     (["--mode", "warp"], "invalid choice"),
 ])

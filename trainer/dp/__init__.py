@@ -1,4 +1,9 @@
-"""The differentially private step, in named stages (per-sample clipping, noise, server update).
+"""The differentially private core. Start with `dopamine.py`: one round, whole.
 
-Both the in-process simulator and the Flower apps call these same functions.
+  noise.py              where DP randomness comes from (OS CSPRNG; seeds only in tests)
+  hospital.py           a hospital's data and its Poisson sample
+  per_sample.py         Σ clip(g_i, C) by one of several per-sample methods
+  dopamine.py           a hospital's share, the server's step, one round
+  server_optimizers.py  SGD with momentum / Adam on the privatised sum
+  local.py              local (DP-)SGD for the fedavg and fl-parallel-dp baselines
 """

@@ -1,42 +1,42 @@
-"""What every mode shares: the model, the hospitals, their random generators, resumable state."""
+"""What every mode shares: the model, the hospitals, their random streams, resumable state.
+
+Randomness (docs/DESIGN.md, "Privacy model"): the DP noise and the Poisson sampling come from the
+OS CSPRNG unless the config carries a test-only `noise_seed`; the experiment `seed` drives only
+what is not private (augmentation, client selection, shuffling), so publishing it costs nothing.
+"""
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.nn.utils import parameters_to_vector
 
 from trainer.config import TrainConfig
+from trainer.dp.dopamine import Augment, load_flat_weights
 from trainer.dp.hospital import HospitalData
-
-Augment = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
-
-
-def make_generator(seed: int | None, stream: int) -> torch.Generator | None:
-    """A seeded generator per stream (server = 0, hospital k = k + 1); None means OS CSPRNG."""
-    if seed is None:
-        return None
-    generator = torch.Generator()
-    generator.manual_seed(seed * 1_000_003 + stream)
-    return generator
+from trainer.dp.noise import seeded_generator
+from trainer.dp.server_optimizers import ServerOptimizer
 
 
-def make_torch_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
-    """The non-private modes' optimizer, matching the DP modes' server update (same β1 = momentum)."""
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.learning_rate, betas=(config.momentum, 0.999),
-                                weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
+def server_optimizer(config: TrainConfig) -> ServerOptimizer:
+    """The run's optimiser settings (the server's, or each hospital's local one)."""
+    return ServerOptimizer(config.optimizer, learning_rate=config.learning_rate, momentum=config.momentum,
                            weight_decay=config.weight_decay)
 
 
 class Mode:
-    """Base class. Subclasses implement `run_round` and extend `state_dict` for their own state."""
+    """Base class. Subclasses implement `run_round` and extend `state_dict` for their own state.
+
+    Args:
+        model: the model trained in place.
+        hospitals: the simulated hospitals' data.
+        config: the run's config.
+        augment: training augmentation (used when config.augment).
+        priors: privacy histories spent before this run on the same patients (a private warm start).
+    """
 
     name = "base"
 
     def __init__(self, *, model: torch.nn.Module, hospitals: list[HospitalData], config: TrainConfig,
-                 augment: Augment | None = None) -> None:
+                 augment: Augment | None = None, priors: list[list] | None = None) -> None:
         if not hospitals or any(h.num_patients == 0 for h in hospitals):
             empty = [k for k, h in enumerate(hospitals) if h.num_patients == 0]
             raise ValueError(f"hospitals {empty} have no patients: use fewer hospitals or more data")
@@ -44,18 +44,24 @@ class Mode:
         self.hospitals = hospitals
         self.config = config
         self.augment = augment if config.augment else None
+        self.priors = priors or [[]]
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.server_generator = make_generator(config.seed, 0)
-        self.hospital_generators = [make_generator(config.seed, k + 1) for k in range(len(hospitals))]
+        self.settings = server_optimizer(config)
+        self.server_generator = seeded_generator(config.seed, 0)
+        self.augment_generators = [seeded_generator(config.seed, k + 1) for k in range(len(hospitals))]
+        self.noise_generators = [seeded_generator(config.noise_seed, k + 1) for k in range(len(hospitals))]
+
+    @property
+    def seeded(self) -> bool:
+        """True when the DP noise was drawn from a known seed: no privacy guarantee."""
+        return self.config.noise_seed is not None
 
     # -- weights ----------------------------------------------------------------------------
     def weights(self) -> torch.Tensor:
         return parameters_to_vector(self.params).detach().clone()
 
     def set_weights(self, flat: torch.Tensor) -> None:
-        # vector_to_parameters makes the parameters views of its argument: copy, so that training
-        # in place never writes into the caller's tensor (FedAvg restarts every hospital from w_t).
-        vector_to_parameters(flat.detach().clone(), self.params)
+        load_flat_weights(self.params, flat)
 
     # -- the round ----------------------------------------------------------------------------
     def run_round(self, round_index: int) -> dict:
@@ -70,15 +76,20 @@ class Mode:
         """ε so far with δ and accountant (rounded up); None for non-private modes."""
         return None
 
+    def histories(self) -> list[list]:
+        """The composed privacy histories a checkpoint carries (empty for non-private modes)."""
+        return []
+
     # -- resume -------------------------------------------------------------------------------
+    def _generators(self) -> list[torch.Generator | None]:
+        return [self.server_generator, *self.augment_generators, *self.noise_generators]
+
     def state_dict(self) -> dict:
-        gens = [self.server_generator, *self.hospital_generators]
         return {"weights": self.weights(),
-                "generators": [g.get_state() if g is not None else None for g in gens]}
+                "generators": [g.get_state() if g is not None else None for g in self._generators()]}
 
     def load_state_dict(self, state: dict) -> None:
         self.set_weights(state["weights"])
-        gens = [self.server_generator, *self.hospital_generators]
-        for generator, saved in zip(gens, state["generators"]):
+        for generator, saved in zip(self._generators(), state["generators"]):
             if generator is not None and saved is not None:
                 generator.set_state(saved)

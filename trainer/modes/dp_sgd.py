@@ -1,34 +1,20 @@
-"""`dopamine` (federated DP-SGD, noise split across hospitals, summed under secure aggregation,
+"""`dopamine` (federated DP-SGD: noise split across hospitals, summed under secure aggregation,
 momentum at the server) and `central-dp` (the same mechanism with one data holder).
 
-A round: every hospital Poisson-samples its patients at rate q, clips each patient's gradient to C
-and adds its noise share; the server sees only the sum, divides by the public expected batch size
-q·ΣN_k and steps with momentum. For speed the simulator computes the clipped sums of all
-hospitals in one batched call (the sum is the same), and draws each hospital's sample, augmentation
-and noise from that hospital's own generator in the same order as `hospital_step`, so a Flower
-deployment in test mode reproduces the simulator's aggregate.
+Each round calls `trainer.dp.dopamine.dopamine_round` with every hospital: the function a Flower
+hospital and the Flower strategy call piecewise. This class only keeps the run's state (weights,
+optimiser state, the ledger) and the budget.
 """
 from __future__ import annotations
 
 import math
 
-import torch
-
-from trainer.dp.hospital import HospitalData, sample_batch
-from trainer.dp.mechanism import noise_share_std, server_update, summed_noise_shares
+from trainer.dp.dopamine import dopamine_round, noise_share_std
+from trainer.dp.hospital import pool_hospitals
 from trainer.dp.per_sample import PerSampleClipper
+from trainer.dp.server_optimizers import clone_state
 from trainer.modes.base import Mode
-from trainer.privacy import PrivacyLedger, calibrate_noise_multiplier
-
-
-def pool_hospitals(hospitals: list[HospitalData]) -> HospitalData:
-    """One data holder with every hospital's patients (patient indices made disjoint)."""
-    patients, start = [], 0
-    for h in hospitals:
-        patients.append(h.patients + start)
-        start += h.num_patients
-    return HospitalData(torch.cat([h.images for h in hospitals]), torch.cat([h.labels for h in hospitals]),
-                        torch.cat(patients))
+from trainer.privacy import PrivacyLedger, resolve_noise_multiplier
 
 
 class DopamineMode(Mode):
@@ -40,7 +26,7 @@ class DopamineMode(Mode):
         self.name = c.mode
         if c.mode == "central-dp":
             self.hospitals = [pool_hospitals(self.hospitals)]
-            self.hospital_generators = self.hospital_generators[:1]
+            self.noise_generators, self.augment_generators = self.noise_generators[:1], self.augment_generators[:1]
             total = self.hospitals[0].num_patients
             if c.batch_size > total:
                 raise ValueError(f"batch_size {c.batch_size} exceeds the {total} training patients")
@@ -53,23 +39,19 @@ class DopamineMode(Mode):
             k_min = c.min_participants or len(self.hospitals)
         self.total_patients = sum(h.num_patients for h in self.hospitals)
         self.expected_batch = self.sample_rate * self.total_patients  # public: from declared N_k
-        total_steps = c.rounds * self.steps_per_round
-        self.noise_multiplier = c.noise_multiplier
-        if c.target_epsilon is not None and c.noise_multiplier is None:
-            self.noise_multiplier = calibrate_noise_multiplier(
-                target_epsilon=c.target_epsilon, sample_rate=self.sample_rate, steps=total_steps,
-                delta=c.delta, accountant=c.accountant)
+        self.noise_multiplier = resolve_noise_multiplier(
+            noise_multiplier=c.noise_multiplier, target_epsilon=c.target_epsilon, sample_rate=self.sample_rate,
+            steps=c.rounds * self.steps_per_round, delta=c.delta, accountant=c.accountant, priors=self.priors)
         self.share_std = noise_share_std(noise_multiplier=self.noise_multiplier, clipping_norm=c.clipping_norm,
                                          min_participants=k_min, colluders=c.colluders)
-        self.ledger = PrivacyLedger(delta=c.delta, accountant=c.accountant, target_epsilon=c.target_epsilon)
+        self.ledger = PrivacyLedger(delta=c.delta, accountant=c.accountant, target_epsilon=c.target_epsilon,
+                                    priors=self.priors)
         self.clipper = PerSampleClipper(self.model, method=c.per_sample_method, clipping_norm=c.clipping_norm)
         self.optimizer_state: dict = {}
 
     def can_continue(self) -> bool:
-        if self.noise_multiplier == 0:
-            return True
-        return self.ledger.epsilon_after(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
-                                         steps=self.steps_per_round) <= (self.ledger.target_epsilon or math.inf)
+        return self.ledger.can_take(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
+                                    steps=self.steps_per_round)
 
     def privacy(self) -> dict:
         if self.noise_multiplier == 0:
@@ -77,38 +59,27 @@ class DopamineMode(Mode):
                     "steps": self.ledger.steps}
         return self.ledger.report()
 
+    def histories(self) -> list[list]:
+        return self.ledger.histories() if self.noise_multiplier > 0 else []
+
     def run_round(self, round_index: int) -> dict:
-        losses, patients = 0.0, 0
+        losses = 0.0
         for _ in range(self.steps_per_round):
-            out = self._step()
-            losses, patients = losses + out["loss_sum"], patients + out["patients"]
-        return {"loss": losses / max(patients, 1), "noise_multiplier": self.noise_multiplier,
+            result = dopamine_round(
+                self.clipper, self.weights(), self.optimizer_state, self.hospitals, sample_rate=self.sample_rate,
+                share_std=self.share_std, expected_batch_size=self.expected_batch, optimizer=self.settings,
+                noise_generators=self.noise_generators, augment=self.augment,
+                augment_generators=self.augment_generators)
+            self.set_weights(result.weights)
+            self.optimizer_state = result.optimizer_state
+            if self.noise_multiplier > 0:
+                self.ledger.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
+            losses += result.loss
+        return {"loss": losses / self.steps_per_round, "noise_multiplier": self.noise_multiplier,
                 "sample_rate": self.sample_rate}
 
-    def _step(self) -> dict:
-        c = self.config
-        batches = []
-        for data, generator in zip(self.hospitals, self.hospital_generators):
-            images, labels, patients = sample_batch(data, sample_rate=self.sample_rate, generator=generator)
-            if self.augment is not None and len(images):
-                images = self.augment(images, generator)
-            batches.append((images, labels, patients + 10**9 * len(batches)))  # disjoint patient ids
-        images, labels, patients = (torch.cat(parts) for parts in zip(*batches))
-        clipped = self.clipper.clipped_sum(images, labels, patients)
-        noise = summed_noise_shares(clipped.total.numel(), share_std=self.share_std,
-                                    generators=self.hospital_generators, dtype=clipped.total.dtype)
-        aggregate = clipped.total + noise.to(clipped.total.device)  # what SecAgg reveals: the sum
-        weights, self.optimizer_state = server_update(
-            self.weights(), self.optimizer_state, aggregate, optimizer=c.optimizer,
-            expected_batch_size=self.expected_batch, learning_rate=c.learning_rate, momentum=c.momentum,
-            weight_decay=c.weight_decay)
-        self.set_weights(weights)
-        if self.noise_multiplier > 0:
-            self.ledger.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
-        return {"loss_sum": clipped.loss_sum, "patients": clipped.num_patients}
-
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "optimizer": {k: (v.clone() if torch.is_tensor(v) else v) for k, v in self.optimizer_state.items()},
+        return {**super().state_dict(), "optimizer": clone_state(self.optimizer_state),
                 "ledger": self.ledger.state_dict(), "noise_multiplier": self.noise_multiplier}
 
     def load_state_dict(self, state: dict) -> None:

@@ -1,22 +1,27 @@
 """`fedavg` (no privacy) and `fl-parallel-dp` (each hospital runs DP-SGD with the full noise on its
 own data; the server averages weights), as in the paper.
 
-In `fl-parallel-dp` each hospital keeps one accountant for the whole run, counting only the rounds
-it took part in, and stops training past its budget; a patient's guarantee is the MAX over
-hospitals (the mean is reported only to compare with the paper's plot).
+The hospitals' local training is `trainer.dp.local.local_sgd` / `local_dp_sgd`, the functions the
+Flower ClientApp calls. In `fl-parallel-dp` each hospital keeps one accountant for the whole run,
+counting only the rounds it took part in, and sits out rounds past its budget; a patient's
+guarantee is the MAX over hospitals (the mean is reported only to compare with the paper's plot).
 """
 from __future__ import annotations
 
 import math
 
 import torch
-import torch.nn.functional as F
 
-from trainer.dp.hospital import sample_batch
-from trainer.dp.mechanism import gaussian_noise, server_update
+from trainer.dp.local import local_dp_sgd, local_sgd
 from trainer.dp.per_sample import PerSampleClipper
-from trainer.modes.base import Mode, make_torch_optimizer
-from trainer.privacy import PrivacyLedger, calibrate_noise_multiplier, round_up
+from trainer.modes.base import Mode
+from trainer.privacy import PrivacyLedger, resolve_noise_multiplier, round_up
+
+
+def local_dp_steps(num_patients: int, *, local_batch_size: int, local_epochs: int) -> tuple[float, int]:
+    """A hospital's own sampling rate q_k = B / N_k (capped at 1) and its steps per round."""
+    q = min(1.0, local_batch_size / num_patients)
+    return q, local_epochs * math.ceil(1 / q)
 
 
 class FedAvgMode(Mode):
@@ -44,25 +49,9 @@ class FedAvgMode(Mode):
         return {"loss": sum(losses) / max(len(losses), 1), "participants": len(losses)}
 
     def local_training(self, k: int) -> float | None:
-        """Local epochs of minibatch SGD (momentum) from the global weights; mean loss."""
-        c, data, generator = self.config, self.hospitals[k], self.hospital_generators[k]
-        optimizer = make_torch_optimizer(self.params, c)
-        self.model.train()
-        total, count = 0.0, 0
-        for _ in range(c.local_epochs):
-            order = torch.randperm(len(data.labels), generator=generator)
-            for start in range(0, len(order), c.local_batch_size):
-                idx = order[start:start + c.local_batch_size]
-                images = data.images[idx]
-                if self.augment is not None:
-                    images = self.augment(images, generator)
-                device = self.params[0].device
-                loss = F.cross_entropy(self.model(images.to(device)), data.labels[idx].to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total, count = total + loss.item() * len(idx), count + len(idx)
-        return total / max(count, 1)
+        c = self.config
+        return local_sgd(self.model, self.hospitals[k], epochs=c.local_epochs, batch_size=c.local_batch_size,
+                         settings=self.settings, augment=self.augment, generator=self.augment_generators[k])
 
 
 class ParallelDPMode(FedAvgMode):
@@ -71,51 +60,36 @@ class ParallelDPMode(FedAvgMode):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         c = self.config
-        self.sample_rates = [min(1.0, c.local_batch_size / h.num_patients) for h in self.hospitals]
-        self.local_steps = [c.local_epochs * math.ceil(1 / q) for q in self.sample_rates]
-        self.noise_multiplier = c.noise_multiplier
-        if c.target_epsilon is not None and c.noise_multiplier is None:
-            # Worst case: a hospital that takes part in every round, at the highest sampling rate.
-            worst = max(range(len(self.hospitals)), key=lambda k: self.sample_rates[k])
-            self.noise_multiplier = calibrate_noise_multiplier(
-                target_epsilon=c.target_epsilon, sample_rate=self.sample_rates[worst],
-                steps=c.rounds * self.local_steps[worst], delta=c.delta, accountant=c.accountant)
+        plans = [local_dp_steps(h.num_patients, local_batch_size=c.local_batch_size, local_epochs=c.local_epochs)
+                 for h in self.hospitals]
+        self.sample_rates = [q for q, _ in plans]
+        self.local_steps = [steps for _, steps in plans]
+        # Worst case: a hospital that takes part in every round, at the highest sampling rate.
+        worst = max(range(len(self.hospitals)), key=lambda k: self.sample_rates[k])
+        self.noise_multiplier = resolve_noise_multiplier(
+            noise_multiplier=c.noise_multiplier, target_epsilon=c.target_epsilon,
+            sample_rate=self.sample_rates[worst], steps=c.rounds * self.local_steps[worst], delta=c.delta,
+            accountant=c.accountant, priors=self.priors)
         if not self.noise_multiplier > 0:
             raise ValueError("fl-parallel-dp needs a noise multiplier > 0 (or a target epsilon)")
-        self.ledgers = [PrivacyLedger(delta=c.delta, accountant=c.accountant, target_epsilon=c.target_epsilon)
-                        for _ in self.hospitals]
+        self.ledgers = [PrivacyLedger(delta=c.delta, accountant=c.accountant, target_epsilon=c.target_epsilon,
+                                      priors=self.priors) for _ in self.hospitals]
         self.clipper = PerSampleClipper(self.model, method=c.per_sample_method, clipping_norm=c.clipping_norm)
 
     def local_training(self, k: int) -> float | None:
-        """Local DP-SGD with the full noise σC on this hospital's own expected batch."""
-        c, data, generator = self.config, self.hospitals[k], self.hospital_generators[k]
-        q, ledger = self.sample_rates[k], self.ledgers[k]
-        if ledger.epsilon_after(noise_multiplier=self.noise_multiplier, sample_rate=q,
-                                steps=self.local_steps[k]) > (ledger.target_epsilon or math.inf):
+        """Local DP-SGD with the full noise σC on this hospital's own data; None past its budget."""
+        q, steps, ledger = self.sample_rates[k], self.local_steps[k], self.ledgers[k]
+        if not ledger.can_take(noise_multiplier=self.noise_multiplier, sample_rate=q, steps=steps):
             return None
-        expected_batch = q * data.num_patients
-        optimizer_state: dict = {}
-        loss_sum, patients = 0.0, 0
-        for _ in range(self.local_steps[k]):
-            images, labels, pids = sample_batch(data, sample_rate=q, generator=generator)
-            if self.augment is not None and len(images):
-                images = self.augment(images, generator)
-            clipped = self.clipper.clipped_sum(images, labels, pids)
-            noisy = clipped.total + gaussian_noise(clipped.total.numel(), std=self.noise_multiplier * c.clipping_norm,
-                                                   generator=generator, dtype=clipped.total.dtype).to(clipped.total.device)
-            weights, optimizer_state = server_update(
-                self.weights(), optimizer_state, noisy, optimizer=c.optimizer, expected_batch_size=expected_batch,
-                learning_rate=c.learning_rate, momentum=c.momentum, weight_decay=c.weight_decay)
-            self.set_weights(weights)
-            ledger.step(noise_multiplier=self.noise_multiplier, sample_rate=q)
-            loss_sum, patients = loss_sum + clipped.loss_sum, patients + clipped.num_patients
-        return loss_sum / max(patients, 1)
+        result = local_dp_sgd(self.clipper, self.weights(), self.hospitals[k], sample_rate=q, steps=steps,
+                              noise_multiplier=self.noise_multiplier, settings=self.settings, ledger=ledger,
+                              noise_generator=self.noise_generators[k], augment=self.augment,
+                              augment_generator=self.augment_generators[k])
+        return result.loss
 
     def can_continue(self) -> bool:
-        return any(
-            ledger.epsilon_after(noise_multiplier=self.noise_multiplier, sample_rate=q, steps=steps)
-            <= (ledger.target_epsilon or math.inf)
-            for ledger, q, steps in zip(self.ledgers, self.sample_rates, self.local_steps))
+        return any(ledger.can_take(noise_multiplier=self.noise_multiplier, sample_rate=q, steps=steps)
+                   for ledger, q, steps in zip(self.ledgers, self.sample_rates, self.local_steps))
 
     def privacy(self) -> dict:
         """The guarantee for a patient is the worst hospital's ε; the mean is for comparison only."""
@@ -123,6 +97,9 @@ class ParallelDPMode(FedAvgMode):
         c = self.config
         return {"epsilon": round_up(max(epsilons)), "epsilon_mean": round_up(sum(epsilons) / len(epsilons)),
                 "delta": c.delta, "accountant": c.accountant, "steps": max(l.steps for l in self.ledgers)}
+
+    def histories(self) -> list[list]:
+        return [h for ledger in self.ledgers for h in ledger.histories()]
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "ledgers": [l.state_dict() for l in self.ledgers],

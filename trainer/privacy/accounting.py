@@ -75,89 +75,168 @@ def compute_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, 
 
 
 def calibrate_noise_multiplier(*, target_epsilon: float, sample_rate: float, steps: int, delta: float,
-                               accountant: str = "rdp") -> float:
-    """Smallest σ (to Opacus' tolerance) whose ε after `steps` is ≤ target_epsilon.
+                               accountant: str = "rdp", priors: list[list] | None = None) -> float:
+    """Smallest σ (to 1 %) whose ε after `steps` more steps, composed with each prior history
+    (a warm start's), stays ≤ target_epsilon.
 
     Raises:
-        ValueError: if the target cannot be reached (e.g. ε too small for δ).
+        ValueError: if the target cannot be reached (names q, steps, δ and what the priors spent).
     """
     if not target_epsilon > 0:
         raise ValueError(f"target epsilon must be > 0, got {target_epsilon}")
     _check(1.0, sample_rate, delta, accountant)
-    from opacus.accountants.utils import get_noise_multiplier
-    try:
-        sigma = get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
-                                     sample_rate=sample_rate, steps=steps, accountant=accountant)
-    except ValueError as exc:
-        raise ValueError(f"target epsilon {target_epsilon} is unreachable with q={sample_rate}, "
-                         f"{steps} steps, delta={delta}: {exc}") from exc
-    # Opacus searches to a tolerance; make sure the σ we return really meets the target.
-    while compute_epsilon(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps, delta=delta,
-                          accountant=accountant) > target_epsilon:
+    priors = [list(p) for p in (priors or [[]])]
+
+    def epsilon(sigma: float) -> float:
+        return max(_epsilon_of(_accountant_with(accountant, [*prior, (sigma, sample_rate, steps)]), delta)
+                   for prior in priors)
+
+    spent = max(_epsilon_of(_accountant_with(accountant, prior), delta) for prior in priors)
+    if spent >= target_epsilon:
+        raise ValueError(f"target epsilon {target_epsilon} is unreachable: the warm start already spent "
+                         f"epsilon {round_up(spent)} at delta {delta}")
+    if not any(priors):
+        from opacus.accountants.utils import get_noise_multiplier
+        try:
+            sigma = get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
+                                         sample_rate=sample_rate, steps=steps, accountant=accountant)
+        except ValueError as exc:
+            raise ValueError(f"target epsilon {target_epsilon} is unreachable with q={sample_rate}, "
+                             f"{steps} steps, delta={delta}: {exc}") from exc
+    else:
+        low, sigma = 0.0, 1.0
+        while epsilon(sigma) > target_epsilon:
+            low, sigma = sigma, sigma * 2
+            if sigma > 1e4:
+                raise ValueError(f"target epsilon {target_epsilon} is unreachable with q={sample_rate}, "
+                                 f"{steps} steps, delta={delta} after the warm start's history")
+        while sigma - low > 0.005 * sigma:
+            mid = (low + sigma) / 2
+            low, sigma = (low, mid) if epsilon(mid) <= target_epsilon else (mid, sigma)
+    # A search stops at a tolerance; make sure the σ we return really meets the target.
+    while epsilon(sigma) > target_epsilon:
         sigma *= 1.01
     return sigma
 
 
+def resolve_noise_multiplier(*, noise_multiplier: float | None, target_epsilon: float | None,
+                             sample_rate: float, steps: int, delta: float, accountant: str = "rdp",
+                             priors: list[list] | None = None) -> float:
+    """σ for a run: the one calibration rule every path uses (trainer, simulator, Flower).
+
+    * target only: σ calibrated so that `steps` steps spend the budget;
+    * σ and target: σ kept, but refused now if it cannot run `steps` steps within the target;
+    * σ only: σ kept (no budget).
+
+    Raises:
+        ValueError: neither given, or a σ that the target would stop early (says how far it gets).
+    """
+    if noise_multiplier is None:
+        if target_epsilon is None:
+            raise ValueError("a private run needs --target-epsilon (calibrates sigma) or --noise-multiplier")
+        return calibrate_noise_multiplier(target_epsilon=target_epsilon, sample_rate=sample_rate, steps=steps,
+                                          delta=delta, accountant=accountant, priors=priors)
+    if noise_multiplier < 0:
+        raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier}")
+    if target_epsilon is not None:
+        if noise_multiplier == 0:
+            raise ValueError("noise_multiplier 0 gives no privacy: it cannot meet a target epsilon")
+        ledger = PrivacyLedger(delta=delta, accountant=accountant, priors=priors or [[]])
+        after = ledger.epsilon_after(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
+        if after > target_epsilon:
+            raise ValueError(f"noise multiplier {noise_multiplier} spends epsilon {round_up(after)} in {steps} steps "
+                             f"(q={sample_rate}, delta={delta}), over the target {target_epsilon}: raise "
+                             f"--noise-multiplier, lower the steps, or give only --target-epsilon to calibrate")
+    return float(noise_multiplier)
+
+
+def _accountant_with(name: str, history):
+    acc = _new_accountant(name)
+    acc.history = [tuple(h) for h in history]
+    return acc
+
+
 @dataclass
 class PrivacyLedger:
-    """The accountant of one run (or one hospital), with an optional budget.
+    """The accountant of one run (or of one hospital), with an optional budget.
 
     Args:
         delta: δ of every reported ε.
         accountant: "rdp" or "prv".
-        target_epsilon: the budget; `can_step` refuses a step past it. None: no budget.
+        target_epsilon: the budget; `can_take` is False past it and `step` refuses. None: no budget.
+        history: this run's steps, [(σ, q, count), ...].
+        priors: histories spent BEFORE this run on the same patients (a warm start from a private
+            checkpoint). ε composes each prior with `history` and reports the worst; [[]]: none.
     """
 
     delta: float
     accountant: str = "rdp"
     target_epsilon: float | None = None
     history: list[tuple[float, float, int]] = field(default_factory=list)
+    priors: list[list[tuple[float, float, int]]] = field(default_factory=lambda: [[]])
 
     def __post_init__(self) -> None:
         if self.accountant not in ACCOUNTANTS:
             raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {self.accountant!r}")
         if not 0 < self.delta < 1:
             raise ValueError(f"delta must be in (0, 1), got {self.delta}")
+        self.priors = [[tuple(h) for h in prior] for prior in (self.priors or [[]])]
 
     @property
     def steps(self) -> int:
         return sum(count for _, _, count in self.history)
 
-    def _opacus(self, history):
-        acc = _new_accountant(self.accountant)
-        acc.history = [tuple(h) for h in history]
-        return acc
+    def histories(self) -> list[list[tuple[float, float, int]]]:
+        """Every composed history this ledger stands for (prior + this run), for checkpoints."""
+        return [[*prior, *self.history] for prior in self.priors]
+
+    def _epsilon(self, history) -> float:
+        return max(_epsilon_of(_accountant_with(self.accountant, [*prior, *history]), self.delta)
+                   for prior in self.priors)
 
     def epsilon(self) -> float:
-        """ε so far, unrounded upper bound (0 before the first step)."""
-        return _epsilon_of(self._opacus(self.history), self.delta)
+        """ε so far (priors included), unrounded upper bound; 0 before anything was spent."""
+        return self._epsilon(self.history)
 
     def epsilon_after(self, *, noise_multiplier: float, sample_rate: float, steps: int = 1) -> float:
-        return _epsilon_of(self._opacus(self._appended(noise_multiplier, sample_rate, steps)), self.delta)
+        """ε if `steps` more steps at (σ, q) were taken."""
+        return self._epsilon(self._appended(noise_multiplier, sample_rate, steps))
 
-    def can_step(self, *, noise_multiplier: float, sample_rate: float) -> bool:
-        """True if one more step keeps ε within the budget (always True without a budget)."""
+    def can_take(self, *, noise_multiplier: float, sample_rate: float, steps: int = 1) -> bool:
+        """The one budget policy: True if `steps` more steps keep ε within the target.
+
+        Without a target, always True. With one, a step without noise (σ = 0) is never allowed.
+        """
         if self.target_epsilon is None:
             return True
-        return self.epsilon_after(noise_multiplier=noise_multiplier, sample_rate=sample_rate) <= self.target_epsilon
+        if noise_multiplier <= 0:
+            return False
+        after = self.epsilon_after(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
+        return after <= self.target_epsilon
 
     def step(self, *, noise_multiplier: float, sample_rate: float) -> None:
         """Record one application of the sampled Gaussian mechanism.
 
         Raises:
-            RuntimeError: if the step would exceed the budget (the caller must check can_step first).
+            RuntimeError: if the step would exceed the budget (callers check can_take first).
         """
         _check(noise_multiplier, sample_rate, self.delta, self.accountant)
-        if not self.can_step(noise_multiplier=noise_multiplier, sample_rate=sample_rate):
+        if not self.can_take(noise_multiplier=noise_multiplier, sample_rate=sample_rate):
             raise RuntimeError(f"privacy budget exhausted: one more step would exceed epsilon "
                                f"{self.target_epsilon} at delta {self.delta}")
         self.history = self._appended(noise_multiplier, sample_rate, 1)
+
+    def record(self, steps: list[tuple[float, float]]) -> None:
+        """Record steps already taken elsewhere (e.g. in a hospital's local training), unchecked."""
+        for noise_multiplier, sample_rate in steps:
+            _check(noise_multiplier, sample_rate, self.delta, self.accountant)
+            self.history = self._appended(noise_multiplier, sample_rate, 1)
 
     def _appended(self, noise_multiplier: float, sample_rate: float, steps: int):
         history = [tuple(h) for h in self.history]
         if history and history[-1][:2] == (noise_multiplier, sample_rate):
             history[-1] = (noise_multiplier, sample_rate, history[-1][2] + steps)
-        else:
+        elif steps:
             history.append((noise_multiplier, sample_rate, steps))
         return history
 
@@ -168,9 +247,10 @@ class PrivacyLedger:
 
     def state_dict(self) -> dict:
         return {"delta": self.delta, "accountant": self.accountant, "target_epsilon": self.target_epsilon,
-                "history": [list(h) for h in self.history]}
+                "history": [list(h) for h in self.history], "priors": [[list(h) for h in p] for p in self.priors]}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "PrivacyLedger":
         return cls(delta=state["delta"], accountant=state["accountant"], target_epsilon=state["target_epsilon"],
-                   history=[tuple(h) for h in state["history"]])
+                   history=[tuple(h) for h in state["history"]],
+                   priors=[[tuple(h) for h in p] for p in state.get("priors", [[]])])
