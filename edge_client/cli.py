@@ -94,7 +94,7 @@ def _train(client, args) -> int:
     privacy = (f"{TEST_BUILD_TEXT} (--seed); the round was still charged to these patients' budgets" if r.seeded
                else f"this round {patient_guarantee(r.epsilon_round, r.delta)} per patient; the most-spent patient "
                     f"in these photos: {patient_guarantee(r.epsilon_spent, r.delta)} of a budget of "
-                    f"epsilon = {epsilon_str(r.budget)} per patient")
+                    f"ε = {epsilon_str(r.budget)} per patient")
     scope = scope_lines(r.model_privacy, epsilon=r.epsilon_spent, delta=r.delta, seeded=r.seeded,
                         model_version=r.base_version)
     print(f"trained on {r.photos} photos of {r.patients} patients, model version {r.base_version}: "
@@ -107,20 +107,22 @@ def _train(client, args) -> int:
 
 
 def _budget(client, args) -> int:
-    from edge_client.device_guarantee import patient_guarantee, remaining_str, scope_lines
+    from edge_client.device_guarantee import SCOPE_TEXT, patient_guarantee, remaining_str, scope_lines
     from edge_client.privacy_figures import epsilon_str
 
     b = client.budget_status(args.labels)
     fixed = "fixed at the device's first round" if b.fixed else "the default until the device's first round"
     print(f"{b.patients} patients, {b.photos} photos: the most-spent patient has "
           f"{patient_guarantee(b.spent, b.delta)} in {b.rounds} rounds, of a budget of "
-          f"epsilon = {epsilon_str(b.budget)} per patient ({fixed}); remaining {remaining_str(b.budget, b.spent)}")
+          f"ε = {epsilon_str(b.budget)} per patient ({fixed}); remaining {remaining_str(b.budget, b.spent)}")
     if b.legacy_rounds:
         print(f"  includes {b.legacy_rounds} rounds from before per-patient accounting, charged to every patient "
               f"with a photo in the set they trained on")
     model = client.installed_model()
-    for line in scope_lines(_privacy_block(model) if model else None, epsilon=b.spent, delta=b.delta,
-                            model_version=model.version if model else None):
+    scope = (scope_lines(_privacy_block(model), epsilon=b.spent, delta=b.delta, model_version=model.version)
+             if model else [SCOPE_TEXT, "no model is installed now: for a patient also in the training set of the "
+                                        "model you install, that model's ε and δ add to these"])
+    for line in scope:
         print(f"  {line}")
     shown = sorted(b.per_patient, key=lambda p: (-p.spent, p.rows))
     shown = shown if args.all else shown[:10]

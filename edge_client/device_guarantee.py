@@ -13,7 +13,7 @@ from edge_client.privacy_figures import TEST_BUILD_TEXT, epsilon_str, guarantee_
 
 __all__ = ["patient_guarantee", "remaining_str", "scope_lines", "SCOPE_TEXT"]
 
-SCOPE_TEXT = ("this epsilon covers this device's own training rounds only (personal and federated), "
+SCOPE_TEXT = ("this ε covers this device's own training rounds only (personal and federated), "
               "for each patient in these photos")
 
 
