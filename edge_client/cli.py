@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     usub.add_parser("list", parents=[common], help="queued updates, newest first")
     u = usub.add_parser("show", parents=[common], help="print the exact JSON an update uploads")
     u.add_argument("id", type=int)
+    u.add_argument("--explain", action="store_true", help="say in words what each field tells the hub instead")
     u = usub.add_parser("approve", parents=[common], help="allow one pending update to be uploaded")
     u.add_argument("id", type=int)
     u = usub.add_parser("discard", parents=[common], help="drop a queued update (its epsilon stays spent)")
@@ -88,9 +89,9 @@ def _train(client, args) -> int:
         return 0
     where = ("kept on this device as its personal head (diagnoses say so)" if r.mode == "personal" else
              f"update {r.update_id} is never uploaded (a test round)" if r.seeded else
-             f"queued as update {r.update_id}: `updates show {r.update_id}` prints what it sends (the noised head "
-             f"change and the public constants above, nothing about the photos, the patients or how many there "
-             f"are); approve it with `updates approve {r.update_id}`, then `updates upload`")
+             f"queued as update {r.update_id}: `updates show {r.update_id} [--explain]` prints what it sends (the "
+             f"noised head change and the public constants above, nothing about the photos, the patients or how "
+             f"many there are); approve it with `updates approve {r.update_id}`, then `updates upload`")
     privacy = (f"{TEST_BUILD_TEXT} (--seed); the round was still charged to these patients' budgets" if r.seeded
                else f"this round {patient_guarantee(r.epsilon_round, r.delta)} per patient; the most-spent patient "
                     f"in these photos: {patient_guarantee(r.epsilon_spent, r.delta)} of a budget of "
@@ -137,6 +138,7 @@ def _budget(client, args) -> int:
 
 def _updates(client, args) -> int:
     from edge_client.privacy_figures import epsilon_str
+    from edge_client.updates import describe_payload
 
     cmd = args.updates_command
     if cmd == "list":
@@ -146,7 +148,8 @@ def _updates(client, args) -> int:
                   f"{u.photos:>6}  {u.message or ''}")
         return 0
     if cmd == "show":
-        print(json.dumps(client.update_payload(args.id), indent=1))
+        payload = client.update_payload(args.id)
+        print("\n".join(describe_payload(payload)) if args.explain else json.dumps(payload, indent=1))
         return 0
     if cmd == "approve":
         client.approve_update(args.id)

@@ -115,8 +115,8 @@ def describe_payload(payload: dict) -> list[str]:
         elif key == "delta_bias":
             shown = f"{len(value)} numbers"
         elif key in ("epsilon", "epsilon_budget"):  # the exact value sent, and as people read ε: rounded up
-            shown = f"{json.dumps(value)} (ε = {epsilon_str(value)}" + (f"; {TEST_BUILD_TEXT})" if payload.get("seeded")
-                                                                        else ")")
+            note = f"; {TEST_BUILD_TEXT}" if payload.get("seeded") else ""
+            shown = f"{json.dumps(value)} (ε = {epsilon_str(value)}{note})"
         else:
             shown = json.dumps(value)
         lines.append(f"{key} = {shown}: {PAYLOAD_FIELDS[key]}")

@@ -5,6 +5,7 @@ seeded round never leaves the device, and the CLI shows every ε rounded up with
 The model is the session's small ONNX export, signed and installed through the device's own
 store (as sync installs it); photos are synthetic fundus photos (plumbing, not accuracy).
 """
+import inspect
 import io
 import json
 import os
@@ -20,6 +21,7 @@ from photos import fundus_photos, png_bytes
 from edge_client.api import EdgeClient
 from edge_client.budget import BudgetExceeded
 from edge_client.errors import EdgeError
+from edge_client.head_training import train_head
 from edge_client.privacy_figures import epsilon_str
 from edge_client.store import ModelStore
 from edge_client.training import RoundSettings
@@ -100,6 +102,8 @@ def test_the_upload_carries_public_constants_only_and_does_not_tell_the_set_size
     assert words[-1].startswith("never sent: ") and "the number of photos or patients" in words[-1]
     shown = run_cli("edge_client", "updates", "show", "1", "--home", tmp_path / "clinic5").stdout
     assert json.loads(shown) == small  # what the user inspects is what is uploaded
+    explained = run_cli("edge_client", "updates", "show", "1", "--explain", "--home", tmp_path / "clinic5").stdout
+    assert explained.splitlines() == words
 
 
 def test_a_seeded_round_never_leaves_the_device_and_default_noise_is_the_os_csprng(tmp_path, onnx_model, keys,
@@ -125,6 +129,7 @@ def test_a_seeded_round_never_leaves_the_device_and_default_noise_is_the_os_cspr
         assert not r.seeded and client.update_payload(r.update_id)["seeded"] is False
     assert sum(calls) >= 2 * 50 * 8 * 2 * 2565  # two rounds x 50 steps x (Box-Muller: 2 uniforms a coordinate)
     assert not np.allclose(updates[0], updates[1])
+    assert inspect.signature(train_head).parameters["rng"].default is inspect.Parameter.empty  # no silent default
     out = run_cli("edge_client", "train", "--labels", labels, "--epsilon", "1", "--seed", "1", "--home",
                   tmp_path / "tablet")
     assert out.returncode == 0 and "no DP guarantee: test build" in out.stdout and "never uploaded" in out.stdout
