@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from edge_client.budget import Budget, BudgetStatus, photo_set_id
+from edge_client.budget import Budget, BudgetStatus
 from edge_client.errors import CorruptModelError, EdgeError, ModelNotInstalled
 from edge_client.head_training import head_logits
 from edge_client.history import History, HistoryEntry
@@ -300,11 +300,11 @@ class EdgeClient:
         """Train the head under DP on labelled photos (see ``edge_client.training.run_round``).
 
         Args:
-            labels_csv: CSV of the specialist's grades. mode: "personal" (kept, used by diagnose)
-            or "federated" (queued as a pending update for approve_update/upload_updates).
-            epsilon: what this round alone may cost. settings: public constants (defaults).
+            labels_csv: CSV ``image,grade,patient`` of the specialist's grades. mode: "personal"
+            (kept, used by diagnose) or "federated" (queued as a pending update for approve_update/upload_updates).
+            epsilon: what this round alone may cost each patient. settings: public constants (defaults).
             progress: progress(stage, done, total), stage "features" then "training".
-            seed: tests only; seeded noise is not private.
+            seed: tests only: no DP guarantee; a federated update from it is queued rejected, never uploaded.
 
         Raises:
             ModelNotInstalled, LabelsError, ImageError, BudgetExceeded, ValueError.
@@ -315,18 +315,16 @@ class EdgeClient:
             return run_round(self.home, inst, self._runtime_for(inst), photos, mode=mode, epsilon=epsilon,
                              settings=settings or RoundSettings(), seed=seed, progress=progress)
 
-    def budget_status(self, photo_set: str | Path) -> BudgetStatus:
-        """Budget of a photo set: its id, or a labels CSV naming its photos.
+    def budget_status(self, labels_csv: str | Path) -> BudgetStatus:
+        """Privacy budget of the patients a labels CSV names (each patient's spend on this device).
 
         Raises:
-            KeyError: a set that never trained. LabelsError: a bad CSV.
+            LabelsError: a bad CSV.
         """
-        text = str(photo_set)
-        set_id = text if len(text) == 64 and not Path(text).exists() else \
-            photo_set_id([p.sha256 for p in read_labels(photo_set)])
+        photos = read_labels(labels_csv)
         budget = Budget(self.home)
         try:
-            return budget.status(set_id)
+            return budget.status(photos)
         finally:
             budget.close()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from edge_client.errors import EdgeError, PhotoQualityError
 from edge_client.manifest import ManifestError
 from edge_client.preprocess import ImageError
+from edge_client.privacy_figures import guarantee_text
 
 __all__ = ["main"]
 
@@ -36,12 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("rollback", parents=[common], help="switch back to the previous installed model")
     sub.add_parser("status", parents=[common], help="show the installed model")
     s = sub.add_parser("train", parents=[common], help="train the head under DP on labelled photos (one round)")
-    s.add_argument("--labels", required=True, type=Path, help="CSV image,grade[,patient]; paths relative to it")
+    s.add_argument("--labels", required=True, type=Path,
+                   help="CSV with the header image,grade,patient (a patient id on every row); paths relative to it")
     s.add_argument("--mode", choices=("personal", "federated"), default="federated",
                    help="personal: keep the head on this device; federated: queue the update (default)")
-    s.add_argument("--epsilon", type=float, default=5.0, help="epsilon this round alone may cost (default 5)")
-    s.add_argument("--budget", type=float, default=None, help="the photo set's total epsilon, fixed at its "
-                                                              "first round (default 10)")
+    s.add_argument("--epsilon", type=float, default=5.0,
+                   help="epsilon this round alone may cost each patient in it (default 5)")
+    s.add_argument("--budget", type=float, default=None,
+                   help="each patient's total epsilon on this device, fixed at the device's first round (default 10); "
+                        "it can later be lowered, never raised")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)  # tests only: not private
     s = sub.add_parser("updates", parents=[common], help="the queue of federated updates")
@@ -49,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     usub.add_parser("list", parents=[common], help="queued updates, newest first")
     u = usub.add_parser("show", parents=[common], help="print the exact JSON an update uploads")
     u.add_argument("id", type=int)
+    u.add_argument("--explain", action="store_true", help="say in words what each field tells the hub instead")
     u = usub.add_parser("approve", parents=[common], help="allow one pending update to be uploaded")
     u.add_argument("id", type=int)
     u = usub.add_parser("discard", parents=[common], help="drop a queued update (its epsilon stays spent)")
@@ -57,42 +62,94 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--server", required=True, help="hub URL")
     u.add_argument("--token", required=True, help="this device's upload token (from `python -m hub token issue`)")
     u.add_argument("--ca-file", help="CA bundle (PEM) for an https hub with a private CA")
-    s = sub.add_parser("budget", parents=[common], help="privacy budget of the photo set a labels CSV names")
-    s.add_argument("--labels", required=True, type=Path)
+    s = sub.add_parser("budget", parents=[common], help="privacy budget of each patient a labels CSV names")
+    s.add_argument("--labels", required=True, type=Path, help="CSV with the header image,grade,patient")
+    s.add_argument("--all", action="store_true", help="list every patient (default: the 10 most spent)")
     return p
 
 
+def _privacy_block(obj) -> dict:
+    """The privacy fields of a Diagnosis or InstalledModel, as guarantee_text reads them."""
+    return {k: getattr(obj, k) for k in ("epsilon", "delta", "accountant", "seeded", "test_build")
+            if getattr(obj, k, None) is not None}
+
+
 def _train(client, args) -> int:
+    from edge_client.device_guarantee import patient_guarantee, scope_lines
+    from edge_client.privacy_figures import TEST_BUILD_TEXT, epsilon_str
     from edge_client.training import RoundSettings
 
-    settings = RoundSettings() if args.budget is None else RoundSettings(budget=args.budget)
+    settings = RoundSettings(budget=args.budget)
     if args.seed is not None:
-        print("warning: --seed makes the noise predictable: for tests only, not private", file=sys.stderr)
+        print("warning: --seed makes the noise predictable: a test round with no DP guarantee; "
+              "its update is never uploaded", file=sys.stderr)
     r = client.train_round(args.labels, args.mode, args.epsilon, settings=settings, seed=args.seed)
     if args.json:
         print(json.dumps(r.to_dict(), indent=2))
         return 0
     where = ("kept on this device as its personal head (diagnoses say so)" if r.mode == "personal" else
-             f"queued as update {r.update_id}: approve it with `updates approve {r.update_id}`, then `updates upload`")
-    print(f"trained on {r.photos} photos ({r.patients} patients), model version {r.base_version}: "
-          f"{r.steps} steps, sigma={r.noise_multiplier:.3f}, q={r.sample_rate:.3f}, C={r.clipping_norm}\n"
-          f"privacy: this round epsilon={r.epsilon_round:g}; photo set spent epsilon={r.epsilon_spent:.2f} of "
-          f"{r.budget:g} (delta={r.delta:g}, rdp)\n"
+             f"update {r.update_id} is never uploaded (a test round)" if r.seeded else
+             f"queued as update {r.update_id}: `updates show {r.update_id} [--explain]` prints what it sends (the "
+             f"noised head change and the public constants above, nothing about the photos, the patients or how "
+             f"many there are); approve it with `updates approve {r.update_id}`, then `updates upload`")
+    privacy = (f"{TEST_BUILD_TEXT} (--seed); the round was still charged to these patients' budgets" if r.seeded
+               else f"this round {patient_guarantee(r.epsilon_round, r.delta)} per patient; the most-spent patient "
+                    f"in these photos: {patient_guarantee(r.epsilon_spent, r.delta)} of a budget of "
+                    f"ε = {epsilon_str(r.budget)} per patient")
+    scope = scope_lines(r.model_privacy, epsilon=r.epsilon_spent, delta=r.delta, seeded=r.seeded,
+                        model_version=r.base_version)
+    print(f"trained on {r.photos} photos of {r.patients} patients, model version {r.base_version}: "
+          f"{r.steps} steps, sigma={r.noise_multiplier:.3f}, q={r.sample_rate:g}, C={r.clipping_norm:g}, "
+          f"divisor={r.batch_divisor:g} (public constants: the same for any number of patients)\n"
+          f"privacy: {privacy}\n" + "".join(f"  {line}\n" for line in scope) +
           f"accuracy on these photos: {r.accuracy_before:.1%} -> {r.accuracy_after:.1%} "
           f"(stays on this device)\n{where}")
     return 0
 
 
+def _budget(client, args) -> int:
+    from edge_client.device_guarantee import SCOPE_TEXT, patient_guarantee, remaining_str, scope_lines
+    from edge_client.privacy_figures import epsilon_str
+
+    b = client.budget_status(args.labels)
+    fixed = "fixed at the device's first round" if b.fixed else "the default until the device's first round"
+    print(f"{b.patients} patients, {b.photos} photos: the most-spent patient has "
+          f"{patient_guarantee(b.spent, b.delta)} in {b.rounds} rounds, of a budget of "
+          f"ε = {epsilon_str(b.budget)} per patient ({fixed}); remaining {remaining_str(b.budget, b.spent)}")
+    if b.legacy_rounds:
+        print(f"  includes {b.legacy_rounds} rounds from before per-patient accounting, charged to every patient "
+              f"with a photo in the set they trained on")
+    model = client.installed_model()
+    scope = (scope_lines(_privacy_block(model), epsilon=b.spent, delta=b.delta, model_version=model.version)
+             if model else [SCOPE_TEXT, "no model is installed now: for a patient also in the training set of the "
+                                        "model you install, that model's ε and δ add to these"])
+    for line in scope:
+        print(f"  {line}")
+    shown = sorted(b.per_patient, key=lambda p: (-p.spent, p.rows))
+    shown = shown if args.all else shown[:10]
+    print(f"{'patient':<24}  {'spent epsilon':>13}  {'rounds':>6}  rows")
+    for p in shown:
+        rows = ",".join(map(str, p.rows[:8])) + (",..." if len(p.rows) > 8 else "")
+        print(f"{p.patient[:24]:<24}  {epsilon_str(p.spent):>13}  {p.rounds:>6}  {rows}")
+    if len(shown) < len(b.per_patient):
+        print(f"... and {len(b.per_patient) - len(shown)} more patients (--all lists them)")
+    return 0
+
+
 def _updates(client, args) -> int:
+    from edge_client.privacy_figures import epsilon_str
+    from edge_client.updates import describe_payload
+
     cmd = args.updates_command
     if cmd == "list":
         print(f"{'id':>4}  {'status':<9}  {'created':<20}  {'base':>4}  {'epsilon':>7}  {'photos':>6}  message")
         for u in client.update_queue():
-            print(f"{u.id:>4}  {u.status:<9}  {u.created:<20}  {u.base_version:>4}  {u.epsilon:>7.2f}  "
+            print(f"{u.id:>4}  {u.status:<9}  {u.created:<20}  {u.base_version:>4}  {epsilon_str(u.epsilon):>7}  "
                   f"{u.photos:>6}  {u.message or ''}")
         return 0
     if cmd == "show":
-        print(json.dumps(client.update_payload(args.id), indent=1))
+        payload = client.update_payload(args.id)
+        print("\n".join(describe_payload(payload)) if args.explain else json.dumps(payload, indent=1))
         return 0
     if cmd == "approve":
         client.approve_update(args.id)
@@ -139,7 +196,7 @@ def _run(args) -> int:
             print(json.dumps(d.to_dict(), indent=2))
         else:
             probs = "  ".join(f"{p:.2f}" for p in d.probabilities)
-            eps = f"epsilon={d.epsilon}, delta={d.delta} ({d.accountant})" if d.epsilon is not None else "no DP guarantee"
+            eps = guarantee_text(_privacy_block(d))
             head = "personal head (trained on this device's photos)" if d.personal_head else "shared head"
             print(f"grade {d.grade}: {d.grade_name} (confidence {d.confidence:.0%}); {head}\n"
                   f"probabilities: {probs}\n{d.advice}\n"
@@ -159,10 +216,7 @@ def _run(args) -> int:
     if args.command == "updates":
         return _updates(client, args)
     if args.command == "budget":
-        b = client.budget_status(args.labels)
-        print(f"photo set {b.set_id[:16]}: {b.photos} photos, spent epsilon={b.spent:.2f} of {b.budget:g} "
-              f"(delta={b.delta:g}, rdp) in {b.rounds} rounds; remaining {b.remaining:.2f}")
-        return 0
+        return _budget(client, args)
     if args.command == "rollback":
         print(f"now using model version {client.rollback()}")
         return 0
@@ -172,7 +226,7 @@ def _run(args) -> int:
     if model is None:
         print("no model installed: run sync")
         return 1
-    print(json.dumps(model.__dict__, indent=2))
+    print(json.dumps({**model.__dict__, "guarantee": guarantee_text(_privacy_block(model))}, indent=2))
     return 0
 
 

@@ -4,10 +4,13 @@ The head is ``logits = W f + b`` on the installed model's pooled ``features`` ou
 per-sample gradient has a closed form: with p = softmax(W f + b) and y the one-hot label,
 ``dL/dW = (p - y) f^T`` and ``dL/db = p - y`` (softmax cross-entropy). Each step, as named
 stages (Opacus' DPOptimizer.pre_step): Poisson-sample patients with rate q, sum each sampled
-patient's per-photo gradients, clip that sum to norm C, add N(0, (σC)^2 I), divide by the
-expected batch q·N (a public constant: the realised batch size never shapes the update), SGD.
+patient's per-photo gradients, clip that sum to norm C, add N(0, (σC)^2 I), divide by
+``batch_divisor`` (a public constant: neither the realised batch size nor the number of patients
+shapes the update's scale, so its noise level does not tell how many patients the device holds),
+SGD.
 
-Randomness: ``CryptoRandom`` (the OS CSPRNG) by default; a seeded numpy generator is for tests.
+Randomness: ``train_head`` has no default ``rng``: callers pass ``CryptoRandom`` (the OS CSPRNG),
+as ``training.run_round`` does unless a test gives a seed; ``SeededRandom`` is for tests only.
 """
 from __future__ import annotations
 
@@ -34,13 +37,18 @@ class HeadParams:
 
 @dataclass(frozen=True)
 class DPConfig:
-    """DP-SGD settings of one round (all public constants)."""
+    """DP-SGD settings of one round (all public constants).
+
+    batch_divisor: each step's noised sum is divided by it (the "expected batch" of DP-SGD, here a
+    constant that does not follow the number of patients).
+    """
 
     noise_multiplier: float
     sample_rate: float
     steps: int
     clipping_norm: float
     learning_rate: float
+    batch_divisor: float
 
     def __post_init__(self) -> None:
         if not self.noise_multiplier >= 0:
@@ -53,6 +61,8 @@ class DPConfig:
             raise ValueError(f"clipping_norm must be > 0, got {self.clipping_norm}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not self.batch_divisor > 0:
+            raise ValueError(f"batch_divisor must be > 0, got {self.batch_divisor}")
 
 
 class CryptoRandom:
@@ -134,7 +144,10 @@ def per_patient_clipped(grads: np.ndarray, patients: np.ndarray, clipping_norm: 
 
 def noisy_step_gradient(clipped: np.ndarray, *, noise_multiplier: float, clipping_norm: float,
                         expected_batch: float, rng) -> np.ndarray:
-    """(Σ clipped rows + N(0, (σC)^2 I)) / expected batch: the privatised gradient of one step."""
+    """(Σ clipped rows + N(0, (σC)^2 I)) / expected_batch: the privatised gradient of one step.
+
+    ``expected_batch`` is the public divisor (``DPConfig.batch_divisor`` on the device).
+    """
     total = clipped.sum(axis=0) if len(clipped) else np.zeros(clipped.shape[1])
     noise = rng.normal((clipped.shape[1],)) * (noise_multiplier * clipping_norm)
     return (total + noise) / expected_batch
@@ -148,7 +161,7 @@ def train_head(params: HeadParams, features: np.ndarray, labels: np.ndarray, pat
     Args:
         params: the starting head. features: (N, 512) from the installed model. labels: (N,) 0-4.
         patients: (N,) patient index 0..P-1 (the privacy unit). config: DPConfig (public constants).
-        rng: CryptoRandom (deployment) or SeededRandom (tests). base_logits: (N, 5) added to
+        rng: CryptoRandom (deployment) or SeededRandom (tests); required, no default. base_logits: (N, 5) added to
         the head's output (the installed model's logits when ``params`` is a change from zero).
         progress: (step, steps) callback.
 
@@ -165,7 +178,6 @@ def train_head(params: HeadParams, features: np.ndarray, labels: np.ndarray, pat
     if labels.min() < 0 or labels.max() >= params.weight.shape[0]:
         raise ValueError(f"labels must be in 0..{params.weight.shape[0] - 1}")
     num_patients = int(patients.max()) + 1
-    expected_batch = config.sample_rate * num_patients
     head, shape = params.copy(), params.weight.shape
     for step in range(config.steps):
         chosen = np.flatnonzero(rng.random(num_patients) < config.sample_rate)  # Poisson sampling
@@ -179,7 +191,7 @@ def train_head(params: HeadParams, features: np.ndarray, labels: np.ndarray, pat
         else:
             clipped = np.zeros((0, shape[0] * shape[1] + shape[0]))  # an empty sample still adds noise
         g = noisy_step_gradient(clipped, noise_multiplier=config.noise_multiplier,
-                                clipping_norm=config.clipping_norm, expected_batch=expected_batch, rng=rng)
+                                clipping_norm=config.clipping_norm, expected_batch=config.batch_divisor, rng=rng)
         head.weight -= config.learning_rate * g[:shape[0] * shape[1]].reshape(shape)
         head.bias -= config.learning_rate * g[shape[0] * shape[1]:]
         if progress:

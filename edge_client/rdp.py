@@ -11,6 +11,7 @@ Why our own copy: the device has numpy only (python-for-android ships no scipy o
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -102,6 +103,13 @@ def _rdp_one_step(q: float, sigma: float, alpha: float) -> float:
     return log_a / (alpha - 1)
 
 
+@lru_cache(maxsize=256)
+def _rdp_per_step(q: float, sigma: float, orders: tuple[float, ...]) -> tuple[float, ...]:
+    """One step's RDP at each order, cached: a device composes the same few (q, σ) many times
+    (one history per patient), and each fractional order sums a series."""
+    return tuple(_rdp_one_step(q, sigma, a) for a in orders)
+
+
 def _check(noise_multiplier: float, sample_rate: float, steps: int) -> None:
     if not (isinstance(noise_multiplier, (int, float)) and noise_multiplier >= 0 and math.isfinite(noise_multiplier)):
         raise ValueError(f"noise_multiplier must be a finite number >= 0, got {noise_multiplier!r}")
@@ -126,7 +134,8 @@ def compute_rdp(*, sample_rate: float, noise_multiplier: float, steps: int,
         ValueError: an argument outside its domain (names it).
     """
     _check(noise_multiplier, sample_rate, steps)
-    return np.array([_rdp_one_step(sample_rate, noise_multiplier, a) for a in orders], dtype=float) * steps
+    per_step = _rdp_per_step(float(sample_rate), float(noise_multiplier), tuple(float(a) for a in orders))
+    return np.array(per_step, dtype=float) * steps
 
 
 def epsilon_from_rdp(rdp: np.ndarray, *, delta: float, orders: Sequence[float] = DEFAULT_ORDERS) -> tuple[float, float]:

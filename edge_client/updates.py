@@ -4,9 +4,12 @@ Nothing leaves the device before the user approves it. ``upload`` sends approved
 the device's token; without a network they stay approved and the next call retries them. Kept
 in EDGE_HOME/updates.sqlite; the payload is shown to the user as is (JSON, no hidden fields).
 
-Payload (docs/CONTRACTS.md "Device update"): format, format_version, base_version, created,
-delta_weight (5x512), delta_bias (5), steps, epsilon, delta, accountant, noise_multiplier,
-sample_rate, clipping_norm, learning_rate.
+The payload (docs/CONTRACTS.md "Device update") is the noised head change and public constants
+only: ``PAYLOAD_FIELDS`` names and explains every field, and ``describe_payload`` words what one
+payload sends from that table, so what the device says is sent is what is sent. None of the
+constants depends on the photos: not the number of patients or photos, not a patient's spend.
+A round trained with a test seed is queued already rejected, ``"seeded": true``: it can never
+be approved or uploaded (and the hub refuses such a payload too).
 """
 from __future__ import annotations
 
@@ -20,8 +23,10 @@ import numpy as np
 import requests
 
 from edge_client.errors import EdgeError
+from edge_client.privacy_figures import TEST_BUILD_TEXT, epsilon_str
 
-__all__ = ["UPDATE_FORMAT", "QueuedUpdate", "UploadReport", "UpdateQueue", "build_payload"]
+__all__ = ["UPDATE_FORMAT", "PAYLOAD_FIELDS", "NOT_SENT", "SEEDED_MESSAGE", "QueuedUpdate", "UploadReport",
+           "UpdateQueue", "build_payload", "describe_payload"]
 
 UPDATE_FORMAT = "dopamine-head-update"
 _SCHEMA = """
@@ -31,6 +36,7 @@ CREATE TABLE IF NOT EXISTS updates (
     base_version INTEGER NOT NULL, epsilon REAL NOT NULL, delta REAL NOT NULL, steps INTEGER NOT NULL,
     photos INTEGER NOT NULL, payload TEXT NOT NULL, uploaded TEXT, hub_id INTEGER, message TEXT);
 """
+SEEDED_MESSAGE = "trained with a test seed (--seed): no DP guarantee, never uploaded"
 _KEEP_APPROVED = {401, 403, 408, 429}  # token or transient problems: retry later with a fixed token
 
 
@@ -38,16 +44,84 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Every field an update carries, in upload order, with what it tells the hub. A test checks that
+# build_payload sends exactly these.
+PAYLOAD_FIELDS: dict[str, str] = {
+    "format": f"the constant {UPDATE_FORMAT!r}",
+    "format_version": "the payload format's version (1)",
+    "base_version": "the model version the change was trained on",
+    "created": "when the round ran (UTC, to the second)",
+    "delta_weight": "the noised change of the head's weights (5 x 512 numbers)",
+    "delta_bias": "the noised change of the head's bias (5 numbers)",
+    "steps": "DP-SGD steps (a public constant)",
+    "sample_rate": "Poisson sampling rate q of each patient per step (a public constant, the same for any "
+                   "number of patients)",
+    "batch_divisor": "the constant each step's noised sum is divided by (not the number of patients)",
+    "noise_multiplier": "σ, from the round's ε, q, steps and δ (public constants only)",
+    "clipping_norm": "C, the clipping norm of each patient's summed gradient",
+    "learning_rate": "the SGD step",
+    "epsilon": "what this round alone costs each patient in it (from σ, q, steps, δ)",
+    "delta": "δ of the device's accountant",
+    "accountant": "the accountant ('rdp')",
+    "epsilon_budget": "the device's cap on each patient's total ε over all of its rounds",
+    "max_patients": "the device's public cap on patients (δ < 1/max_patients)",
+    "seeded": "true for a test round with predictable noise (never uploaded; the hub refuses it)",
+}
+NOT_SENT = ("photos", "labels", "patient ids", "features", "per-patient gradients", "the number of photos or "
+            "patients", "realised batch sizes", "any patient's spent ε", "accuracy on the device's photos")
+
+
 def build_payload(*, base_version: int, delta_weight: np.ndarray, delta_bias: np.ndarray, steps: int,
-                  epsilon: float, delta: float, noise_multiplier: float, sample_rate: float,
-                  clipping_norm: float, learning_rate: float) -> dict:
-    """The update as uploaded: the noised head delta and public constants only."""
-    return {"format": UPDATE_FORMAT, "format_version": 1, "base_version": int(base_version), "created": _now(),
-            "delta_weight": np.asarray(delta_weight, np.float32).astype(float).tolist(),
-            "delta_bias": np.asarray(delta_bias, np.float32).astype(float).tolist(),
-            "steps": int(steps), "epsilon": float(epsilon), "delta": float(delta), "accountant": "rdp",
-            "noise_multiplier": float(noise_multiplier), "sample_rate": float(sample_rate),
-            "clipping_norm": float(clipping_norm), "learning_rate": float(learning_rate)}
+                  sample_rate: float, batch_divisor: float, noise_multiplier: float, clipping_norm: float,
+                  learning_rate: float, epsilon: float, delta: float, epsilon_budget: float, max_patients: int,
+                  seeded: bool) -> dict:
+    """The update as uploaded: the noised head change and public constants only (``PAYLOAD_FIELDS``).
+
+    Args:
+        epsilon: this round's own ε (a function of σ, q, steps and δ), never a patient's total.
+        epsilon_budget: the device's per-patient cap. seeded: the round used a test seed.
+        The rest: the round's public constants (``training.RoundSettings``) and σ.
+
+    Returns:
+        The JSON-ready dict, fields in ``PAYLOAD_FIELDS`` order.
+    """
+    values = {"format": UPDATE_FORMAT, "format_version": 1, "base_version": int(base_version), "created": _now(),
+              "delta_weight": np.asarray(delta_weight, np.float32).astype(float).tolist(),
+              "delta_bias": np.asarray(delta_bias, np.float32).astype(float).tolist(),
+              "steps": int(steps), "sample_rate": float(sample_rate), "batch_divisor": float(batch_divisor),
+              "noise_multiplier": float(noise_multiplier), "clipping_norm": float(clipping_norm),
+              "learning_rate": float(learning_rate), "epsilon": float(epsilon), "delta": float(delta),
+              "accountant": "rdp", "epsilon_budget": float(epsilon_budget), "max_patients": int(max_patients),
+              "seeded": bool(seeded)}
+    return {key: values[key] for key in PAYLOAD_FIELDS}
+
+
+def describe_payload(payload: dict) -> list[str]:
+    """What one payload sends, in words, one line per field (``PAYLOAD_FIELDS``), then what it never sends.
+
+    Raises:
+        ValueError: a payload field the table does not explain (the words would not match).
+    """
+    unknown = sorted(set(payload) - set(PAYLOAD_FIELDS))
+    if unknown:
+        raise ValueError(f"payload fields without a description: {', '.join(unknown)}")
+    lines = []
+    for key in PAYLOAD_FIELDS:
+        if key not in payload:
+            continue
+        value = payload[key]
+        if key == "delta_weight":
+            shown = f"{len(value)} x {len(value[0]) if value else 0} numbers"
+        elif key == "delta_bias":
+            shown = f"{len(value)} numbers"
+        elif key in ("epsilon", "epsilon_budget"):  # the exact value sent, and as people read ε: rounded up
+            note = f"; {TEST_BUILD_TEXT}" if payload.get("seeded") else ""
+            shown = f"{json.dumps(value)} (ε = {epsilon_str(value)}{note})"
+        else:
+            shown = json.dumps(value)
+        lines.append(f"{key} = {shown}: {PAYLOAD_FIELDS[key]}")
+    lines.append("never sent: " + ", ".join(NOT_SENT))
+    return lines
 
 
 @dataclass
@@ -87,13 +161,19 @@ class UpdateQueue:
         self.db.close()
 
     def add(self, payload: dict, *, photos: int) -> int:
-        """Queue an update as pending (awaiting the user's approval). Returns its id."""
+        """Queue an update as pending (awaiting the user's approval). Returns its id.
+
+        A seeded payload (``"seeded": true``: a test round, no DP guarantee) is queued already
+        rejected, so it can be shown but never approved or uploaded.
+        """
+        seeded = bool(payload.get("seeded"))
         with self.db:
             cur = self.db.execute(
-                "INSERT INTO updates (created, status, base_version, epsilon, delta, steps, photos, payload) "
-                "VALUES (?, 'pending', ?, ?, ?, ?, ?, ?)",
-                (_now(), payload["base_version"], payload["epsilon"], payload["delta"], payload["steps"], photos,
-                 json.dumps(payload, separators=(",", ":"))))
+                "INSERT INTO updates (created, status, base_version, epsilon, delta, steps, photos, payload, message) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (_now(), "rejected" if seeded else "pending", payload["base_version"], payload["epsilon"],
+                 payload["delta"], payload["steps"], photos, json.dumps(payload, separators=(",", ":")),
+                 SEEDED_MESSAGE if seeded else None))
         return cur.lastrowid
 
     def list(self, status: str | None = None) -> list[QueuedUpdate]:
@@ -122,7 +202,9 @@ class UpdateQueue:
             self.db.execute(f"UPDATE updates SET {cols} WHERE id=?", (status, *extra.values(), update_id))
 
     def approve(self, update_id: int) -> None:
-        """The user's consent to upload this update. Raises KeyError, EdgeError (not pending)."""
+        """The user's consent to upload this update. Raises KeyError, EdgeError (not pending, or seeded)."""
+        if self.payload(update_id).get("seeded"):
+            raise EdgeError(f"update {update_id}: {SEEDED_MESSAGE}")
         self._set(update_id, expect=("pending",), status="approved")
 
     def discard(self, update_id: int) -> None:

@@ -67,15 +67,16 @@ def test_noise_std_matches_sigma_c_over_expected_batch():
 
 
 def test_update_does_not_depend_on_the_realised_batch_size():
-    """Without noise every sampled patient's clipped gradient is divided by the constant q·N."""
+    """Without noise every sampled patient's clipped gradient is divided by the public constant divisor."""
     feats, labels, head = _data(n=20)
-    cfg = DPConfig(noise_multiplier=0.0, sample_rate=0.5, steps=1, clipping_norm=1e6, learning_rate=1.0)
+    cfg = DPConfig(noise_multiplier=0.0, sample_rate=0.5, steps=1, clipping_norm=1e6, learning_rate=1.0,
+                   batch_divisor=7.0)
     rng = SeededRandom(3)
     chosen = np.flatnonzero(SeededRandom(3).random(20) < 0.5)  # the same draw train_head makes
     out = train_head(head, feats, labels, np.arange(20), config=cfg, rng=rng)
-    expected = per_sample_grads(head, feats[chosen], labels[chosen]).sum(0) / (0.5 * 20)
+    expected = per_sample_grads(head, feats[chosen], labels[chosen]).sum(0) / 7.0
     np.testing.assert_allclose(head.weight - out.weight, expected[:2560].reshape(5, 512), atol=1e-12)
-    assert len(chosen) != 10  # the realised batch differs from q·N, and the divisor did not follow it
+    assert len(chosen) != 7  # the realised batch differs from the divisor, and the divisor did not follow it
 
 
 def test_training_learns_a_separable_task_and_is_seeded():
@@ -84,7 +85,8 @@ def test_training_learns_a_separable_task_and_is_seeded():
     labels = np.repeat(np.arange(5), 20)
     feats = 0.1 * (centres[labels] + 0.5 * rng.normal(size=(100, 512)))
     zero = HeadParams(np.zeros((5, 512)), np.zeros(5))
-    cfg = DPConfig(noise_multiplier=1.0, sample_rate=0.3, steps=60, clipping_norm=1.0, learning_rate=0.5)
+    cfg = DPConfig(noise_multiplier=1.0, sample_rate=0.3, steps=60, clipping_norm=1.0, learning_rate=0.5,
+                   batch_divisor=30.0)
     a = train_head(zero, feats, labels, np.arange(100), config=cfg, rng=SeededRandom(7))
     b = train_head(zero, feats, labels, np.arange(100), config=cfg, rng=SeededRandom(7))
     np.testing.assert_array_equal(a.weight, b.weight)

@@ -1,10 +1,12 @@
-"""The device's RDP accountant against Opacus, and the per-photo-set budget built on it."""
+"""The device's RDP accountant against Opacus, and the per-patient budget built on it."""
 import itertools
 import warnings
+from pathlib import Path
 
 import pytest
 
-from edge_client.budget import Budget, BudgetExceeded, photo_set_id
+from edge_client.budget import Budget, BudgetExceeded
+from edge_client.labels import LabelledPhoto
 from edge_client.rdp import calibrate_noise_multiplier, compute_epsilon, epsilon_of_history
 
 
@@ -38,28 +40,29 @@ def test_composition_and_calibration():
             compute_epsilon(**bad)
 
 
-def test_budget_is_shared_by_modes_survives_reopening_and_counts_overlaps(tmp_path):
-    photos = [f"{i:064x}" for i in range(20)]
+def _photos(ids, patient_of, rows_from=2):
+    return [LabelledPhoto(Path(f"{i}.png"), 0, patient_of(i), f"{i:064x}", rows_from + n) for n, i in enumerate(ids)]
+
+
+def test_budget_is_shared_by_modes_survives_reopening_and_is_kept_per_patient(tmp_path):
+    photos = _photos(range(20), lambda i: f"p{i // 2}")  # 10 patients, two photos each
+    one = dict(noise_multiplier=4.0, sample_rate=0.5, steps=50, clipping_norm=1.0)
     b = Budget(tmp_path)
-    sid = b.register(photos, budget=8.0)
-    assert sid == photo_set_id(list(reversed(photos)))  # order does not matter
-    b.record(sid, mode="personal", noise_multiplier=4.0, sample_rate=0.5, steps=50, clipping_norm=1.0, model_version=1)
+    charge = b.record(photos, mode="personal", model_version=1, budget=8.0, **one)
+    assert charge.num_units == 10 and charge.units[:4] == (0, 0, 1, 1) and charge.budget == 8.0
     b.close()
     b = Budget(tmp_path)  # a new process / a new model version: the spend is still there
-    st = b.status(sid)
-    assert st.rounds == 1 and st.spent == pytest.approx(compute_epsilon(noise_multiplier=4.0, sample_rate=0.5,
-                                                                        steps=50, delta=1e-5))
-    b.record(sid, mode="federated", noise_multiplier=4.0, sample_rate=0.5, steps=50, clipping_norm=1.0,
-             model_version=2)
+    st = b.status(photos)
+    assert (st.rounds, st.patients, st.fixed, st.budget) == (1, 10, True, 8.0)
+    assert st.spent == pytest.approx(compute_epsilon(noise_multiplier=4.0, sample_rate=0.5, steps=50, delta=1e-5))
+    b.record(photos, mode="federated", model_version=2, **one)
     with pytest.raises(BudgetExceeded, match="over its budget"):
-        b.record(sid, mode="federated", noise_multiplier=4.0, sample_rate=0.5, steps=50, clipping_norm=1.0,
-                 model_version=2)
-    assert b.status(sid).rounds == 2  # the refused round was not charged
-    # one more photo is another set, but its old photos carry their spend along
-    bigger = b.register(photos + [f"{99:064x}"], budget=8.0)
-    assert bigger != sid and b.status(bigger).spent == pytest.approx(b.status(sid).spent)
-    fresh = b.register([f"{i + 100:064x}" for i in range(20)], budget=8.0)
-    assert b.status(fresh).spent == 0.0
+        b.record(photos, mode="federated", model_version=2, **one)
+    assert b.status(photos).rounds == 2  # the refused round was not charged
+    # the same patients through other files: their spend comes along; a new patient starts at zero
+    later = _photos([100, 101, 102], lambda i: {100: "p0", 101: "P0", 102: "new"}[i])
+    st = b.status(later)
+    assert [p.rounds for p in st.per_patient] == [2, 0] and st.spent == pytest.approx(b.status(photos).spent)
     with pytest.raises(BudgetExceeded, match="fixed"):
-        b.register(photos, budget=50.0)  # a budget is never raised after training started
+        b.check(photos, budget=50.0, **{k: v for k, v in one.items() if k != "clipping_norm"})  # never raised
     b.close()

@@ -24,7 +24,7 @@ def labels(tmp_path_factory):
     good.write_text("image,grade,patient\n" + "".join(f"train_images/{i}.png,{g},p{n // 2}\n"
                                                       for n, (i, g) in enumerate(rows)))
     bad = work / "bad.csv"
-    bad.write_text(f"image,grade\ntrain_images/{rows[0][0]}.png,9\nnope.png,1\n")
+    bad.write_text(f"image,grade,patient\ntrain_images/{rows[0][0]}.png,9,p0\nnope.png,1,\n")
     return good, bad, [int(g) for _, g in rows]
 
 
@@ -39,8 +39,9 @@ def test_labels_histogram_patients_and_fresh_budget(tmp_path, labels):
 def test_bad_rows_are_all_reported(tmp_path, labels):
     _, bad, _ = labels
     out = Actions(EdgeClient(tmp_path)).labels(bad)
-    assert out.status == "bad" and out.photos == 0 and len(out.problems) == 2
-    assert "row 2" in out.problems[0] and "row 3" in out.problems[1] and "nope.png" in out.problems[1]
+    assert out.status == "bad" and out.photos == 0
+    assert "row 2" in out.problems[0] and out.problems[1] == "bad.csv row 3: no patient id"
+    assert "nope.png" in out.problems[2] and len(out.problems) == 3
     trained = Actions(EdgeClient(tmp_path)).train(bad, "federated", 2.0)
     assert trained.status == "bad_labels" and trained.problems == out.problems
 
