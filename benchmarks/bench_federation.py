@@ -29,9 +29,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from federation.deploy import Deployment, DeploySpec  # noqa: E402
-from federation.procs import descendants  # noqa: E402
-from federation.split_data import split  # noqa: E402
+from federation.launch.deploy import Deployment, DeploySpec  # noqa: E402
+from federation.launch.procs import descendants  # noqa: E402
+from federation.launch.split_data import split  # noqa: E402
 from trainer.data.synth import generate_dataset  # noqa: E402
 
 SETUPS = {"stock": {"poll_interval": 0.0, "warm_worker": False},

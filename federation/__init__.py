@@ -1,2 +1,2 @@
-"""Dopamine on Flower: the ServerApp/ClientApp (SecAgg+), the hospital's guards, the SecAgg+
-encoding, and a launcher for a local deployment (`python -m federation --help`)."""
+"""Dopamine on Flower 1.42: the app (server_app, client_app, strategy, task, config, node_state,
+secagg, results, workflow) and, apart, its launch tooling (federation/launch/)."""

@@ -6,7 +6,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from federation import deploy_cli, split_data
+    from federation.launch import deploy_cli, split_data
     parser = argparse.ArgumentParser(prog="python -m federation", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     split_data.add_arguments(sub.add_parser("split-data", help="one data set -> per-hospital folders"))

@@ -47,7 +47,7 @@ def run_server(grid: Grid, context: Context, *, strategy_cls=DopamineStrategy) -
     run = RunConfig.from_flower(context.run_config)
     run.check()
     if run.server_poll_interval > 0:
-        from federation.polling import adaptive_server_grid
+        from federation.launch.polling import adaptive_server_grid
         adaptive_server_grid(run.server_poll_interval)
     writer = ResultsWriter(run)
     strategy = model = None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.federation.fed_helpers import HOSPITALS
-from federation.split_data import split
+from federation.launch.split_data import split
 from trainer.data.synth import generate_dataset
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from federation.deploy import Deployment, DeploySpec
+from federation.launch.deploy import Deployment, DeploySpec
 from federation.node_state import LEDGER_FILE
 from federation.secagg import aggregate_error_bound
 from trainer.privacy import round_up
@@ -57,7 +57,7 @@ def test_deployment_matches_simulator_noise_on_and_off(fed_data, certs, tmp_path
         saved = json.loads((tmp_path / "dep" / f"hospital-{k}" / "state" / LEDGER_FILE).read_text())
         assert saved["ledger"]["history"] == results["noise"]["privacy"]["history"]
     # Nothing this test started is left running.
-    from federation.procs import alive
+    from federation.launch.procs import alive
     assert not any(alive(pid) for pid, _ in pids)
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from federation.deploy import DeployError, Deployment, DeploySpec
-from federation.procs import alive, free_port
+from federation.launch.deploy import DeployError, Deployment, DeploySpec
+from federation.launch.procs import alive, free_port
 from tests.federation.fed_helpers import base_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # deployments on 2 shared cores: generous, still bounded

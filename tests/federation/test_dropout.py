@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from federation.deploy import Deployment, DeploySpec
+from federation.launch.deploy import Deployment, DeploySpec
 from tests.federation.fed_helpers import HOSPITALS, TEST_APP, base_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # deployments on 2 shared cores: generous, still bounded

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from federation.deploy import Deployment
-from federation.deploy_cli import parse_overrides
-from federation.procs import alive, descendants, start, start_time, stop_pids
+from federation.launch.deploy import Deployment
+from federation.launch.deploy_cli import parse_overrides
+from federation.launch.procs import alive, descendants, start, start_time, stop_pids
 
 
 def _wait_children(pid: int, count: int) -> list[int]:
@@ -53,7 +53,7 @@ def test_down_stops_recorded_processes_and_spares_reused_pids(fed_data, certs, t
 
 
 def test_attach_without_a_deployment_says_so(tmp_path):
-    from federation.deploy import DeployError
+    from federation.launch.deploy import DeployError
     with pytest.raises(DeployError, match="no deployment recorded there"):
         Deployment.attach(tmp_path)
 
@@ -68,7 +68,7 @@ def test_run_config_overrides_parse_as_toml():
 def test_fast_flag_turns_on_adaptive_polling_and_the_warm_worker(tmp_path):
     import argparse
 
-    from federation.deploy_cli import _spec, add_commands
+    from federation.launch.deploy_cli import _spec, add_commands
     parser = argparse.ArgumentParser()
     add_commands(parser.add_subparsers(dest="command"))
     common = ["up", "--workdir", str(tmp_path), "--certs", "c", "--data-root", "d", "--hospitals", "3"]
@@ -85,10 +85,10 @@ def test_fast_flag_turns_on_adaptive_polling_and_the_warm_worker(tmp_path):
 def test_warm_worker_with_a_taken_doorbell_port_says_so():
     import sys
 
-    from federation.doorbell import Doorbell, free_udp_port
+    from federation.launch.doorbell import Doorbell, free_udp_port
     bell = Doorbell(free_udp_port())
     try:
-        out = subprocess.run([sys.executable, "-m", "federation.warm_worker", "127.0.0.1:1", "--doorbell",
+        out = subprocess.run([sys.executable, "-m", "federation.launch.warm_worker", "127.0.0.1:1", "--doorbell",
                               str(bell.port)], capture_output=True, text=True, timeout=120)
     finally:
         bell.close()

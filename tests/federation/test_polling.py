@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from federation.doorbell import Doorbell, free_udp_port, ring
-from federation.polling import BackoffClock
+from federation.launch.doorbell import Doorbell, free_udp_port, ring
+from federation.launch.polling import BackoffClock
 
 
 def test_backoff_clock_grows_to_its_cap_and_resets_on_activity():
@@ -59,7 +59,7 @@ def test_doorbell_port_in_use_is_a_clear_error():
 def test_flower_internals_the_patches_rely_on_still_exist():
     """In a fresh interpreter: the SuperNode loop, the grid and the object pulls take the patches."""
     code = textwrap.dedent("""
-        from federation.polling import adaptive_server_grid, adaptive_supernode
+        from federation.launch.polling import adaptive_server_grid, adaptive_supernode
         from flwr.supercore.inflatable import inflatable_utils
         from flwr.supernode import start_client_internal as loop
         from flwr.superlink.grid import http_grid
@@ -77,6 +77,6 @@ def test_flower_internals_the_patches_rely_on_still_exist():
 
 
 def test_polling_launcher_rejects_a_bad_interval():
-    out = subprocess.run([sys.executable, "-m", "federation.polling", "fast", "--doorbell", "1"],
+    out = subprocess.run([sys.executable, "-m", "federation.launch.polling", "fast", "--doorbell", "1"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "poll interval" in out.stderr

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from federation.secagg import aggregate_error_bound
-from federation.simulate import run_simulation
+from federation.launch.simulate import run_simulation
 from tests.federation.fed_helpers import HOSPITALS, TEST_APP, base_run, simulator_aggregates
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # deployments on 2 shared cores: generous, still bounded

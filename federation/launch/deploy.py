@@ -18,11 +18,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from federation.doorbell import free_udp_port
+from federation.launch.doorbell import free_udp_port
 from edge_client.fileio import atomic_write
-from federation.procs import alive, free_port, start, start_time, stop_pids
+from federation.launch.procs import alive, free_port, start, start_time, stop_pids
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 APP_DIR = REPO / "federation"
 BIN = Path(sys.executable).parent
 CONNECTION = "dopamine-local"
@@ -184,7 +184,7 @@ class Deployment:
         launcher = [str(BIN / "flower-supernode")]
         doorbell = free_udp_port() if self.spec.warm_worker and self.spec.poll_interval > 0 else None
         if self.spec.poll_interval > 0:
-            launcher = [sys.executable, "-m", "federation.polling", str(self.spec.poll_interval)]
+            launcher = [sys.executable, "-m", "federation.launch.polling", str(self.spec.poll_interval)]
             launcher += ["--doorbell", str(doorbell)] if doorbell else []
         cmd = [*launcher, "--root-certificates", str((self.spec.certs / "ca.crt").resolve()),
                "--superlink", self.spec.superlink_address or f"127.0.0.1:{self.port}",
@@ -194,7 +194,7 @@ class Deployment:
         node = start(cmd, log=home / "supernode.log", env=self.hospital_env(k))
         self.procs[f"hospital-{k}"] = node
         if self.spec.warm_worker:
-            worker = [sys.executable, "-m", "federation.warm_worker", f"127.0.0.1:{runtime_port}",
+            worker = [sys.executable, "-m", "federation.launch.warm_worker", f"127.0.0.1:{runtime_port}",
                       "--parent-pid", str(node.pid), "--poll", str(self.spec.poll_interval or 0.05),
                       "--clientapp", clientapp_reference(self.spec.app_dir)]
             worker += ["--doorbell", str(doorbell)] if doorbell else []

@@ -3,7 +3,7 @@
 The worker learns of a new message by polling the SuperNode's Runtime API (AcquireTask); at ten
 nodes those polls were a fifth of all requests in a round, and each found the message before its
 objects were stored, so the worker's pulls missed and retried. With the doorbell the SuperNode
-(`python -m federation.polling ... --doorbell PORT`) rings once a message and all its objects are
+(`python -m federation.launch.polling ... --doorbell PORT`) rings once a message and all its objects are
 stored, and the worker polls at once; its own polling stays as a slow fallback.
 
 A ring is one empty UDP datagram to 127.0.0.1: it carries nothing and only wakes a poll, so a stray

@@ -11,7 +11,7 @@ while nothing happens. A federation in a round polls fast; an idle one costs alm
 Opt-in (`--poll-interval`, run config `server-poll-interval`), default off; each patch replaces
 one module's `time` and wraps one function, and changes nothing else.
 
-    python -m federation.polling 0.02 [--doorbell PORT] <flower-supernode arguments>
+    python -m federation.launch.polling 0.02 [--doorbell PORT] <flower-supernode arguments>
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import sys
 import threading
 import time as _time
 
-from federation.doorbell import ring
+from federation.launch.doorbell import ring
 
 GROWTH = 1.5          # each empty poll waits this much longer than the last ...
 MAX_INTERVAL = 1.0    # ... up to this (Flower's own sleeps are 3 s and 0.5 s)
@@ -115,7 +115,7 @@ def adaptive_server_grid(interval: float) -> BackoffClock:
 def main() -> int:
     args = sys.argv[1:]
     if not args:
-        print("usage: python -m federation.polling SECONDS [--doorbell PORT] <flower-supernode arguments>",
+        print("usage: python -m federation.launch.polling SECONDS [--doorbell PORT] <flower-supernode arguments>",
               file=sys.stderr)
         return 2
     try:

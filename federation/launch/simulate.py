@@ -11,9 +11,9 @@ import json
 import time
 from pathlib import Path
 
-from federation.deploy import APP_DIR, BIN, DeployError, _last_line, _toml, flower_env
+from federation.launch.deploy import APP_DIR, BIN, DeployError, _last_line, _toml, flower_env
 from edge_client.fileio import atomic_write
-from federation.procs import alive, free_port, start, stop_pids
+from federation.launch.procs import alive, free_port, start, stop_pids
 
 CONNECTION = "dopamine-sim"
 

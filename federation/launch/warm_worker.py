@@ -10,7 +10,7 @@ stage) is most of a round's time (benchmarks/bench_federation.py). The ClientApp
 `python -m federation up ... --warm-worker` (or `--fast`). With `--doorbell` the SuperNode rings
 when a message is ready (doorbell.py) and the worker's own polls are only a fallback.
 
-    python -m federation.warm_worker 127.0.0.1:9094 [--poll 0.05] [--doorbell PORT]
+    python -m federation.launch.warm_worker 127.0.0.1:9094 [--poll 0.05] [--doorbell PORT]
 """
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ def serve(runtime_address: str, *, poll: float = 0.05, parent_pid: int | None = 
             server_address=runtime_address, insecure=True, root_certificates=None,
             interceptors=list(interceptors), retry_invoker=make_simple_http_retry_invoker())
 
-    from federation.doorbell import Doorbell
-    from federation.polling import BackoffClock, fast_object_pulls
+    from federation.launch.doorbell import Doorbell
+    from federation.launch.polling import BackoffClock, fast_object_pulls
     fast_object_pulls(poll)
     clock = BackoffClock(poll)   # fast right after a task (SecAgg+'s next stage follows), slow when idle
     bell = Doorbell(doorbell) if doorbell is not None else None
@@ -88,7 +88,7 @@ def serve(runtime_address: str, *, poll: float = 0.05, parent_pid: int | None = 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m federation.warm_worker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m federation.launch.warm_worker", description=__doc__.splitlines()[0])
     parser.add_argument("runtime_address", help="the SuperNode's Runtime API, host:port (its --host/--port)")
     parser.add_argument("--poll", type=float, default=0.05, help="first poll interval after a task (grows while idle)")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process exits")

@@ -10,7 +10,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from federation.deploy import DeployError, Deployment, DeploySpec
+from federation.launch.deploy import DeployError, Deployment, DeploySpec
 
 
 def _spec_args(parser: argparse.ArgumentParser) -> None:
@@ -105,7 +105,7 @@ def run(args) -> int:
             print(f"stopped every process recorded in {args.workdir / 'pids.json'}")
             return 0
         if args.command == "simulate":
-            from federation.simulate import run_simulation
+            from federation.launch.simulate import run_simulation
             return _print_results(run_simulation(data_root=args.data_root, hospitals=args.hospitals,
                                                  workdir=args.workdir, config=parse_overrides(args.run_config),
                                                  timeout=args.timeout))
