@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from trainer.dp.dopamine import hospital_shares  # noqa: E402
 from trainer.dp.hospital import HospitalData  # noqa: E402
-from trainer.dp.mechanism import gaussian_noise, hospital_share, summed_noise_shares  # noqa: E402
 from trainer.dp.per_sample import METHODS, PerSampleClipper  # noqa: E402
 from trainer.model import build_model  # noqa: E402
 
@@ -83,28 +83,27 @@ def main() -> int:
             print(f"| {size} | {method} | {seconds:.3f} | {seconds / plain:.2f}x |", flush=True)
 
     # One Dopamine round (K hospitals, each ~batch/K patients, each adding its noise share) against
-    # one central DP-SGD step of the same total batch (one holder, one noise draw).
+    # one central DP-SGD step of the same total batch (one holder, one noise draw). q = 1 so every
+    # call clips the same patients; each goes through `hospital_shares`, as the simulator and Flower do.
     size = max(int(s) for s in args.sizes.split(","))
     method = "opacus-ew" if "opacus-ew" in args.methods else args.methods.split(",")[0]
     clipper = PerSampleClipper(build_model(dropout=0.0).to(device), method=method, clipping_norm=1.0)
-    images = torch.randn(args.batch, 3, size, size, device=device)
-    labels = torch.randint(0, 5, (args.batch,), device=device)
-    n_params = sum(p.numel() for p in clipper.params)
+    images = torch.randn(args.batch, 3, size, size)
+    labels = torch.randint(0, 5, (args.batch,))
+    pooled = HospitalData(images, labels, torch.arange(args.batch))
+    hospitals = [HospitalData(images[k::args.hospitals], labels[k::args.hospitals],
+                              torch.arange(len(labels[k::args.hospitals]))) for k in range(args.hospitals)]
 
     def central():
-        clipped = clipper.clipped_sum(images, labels)
-        return clipped.total + gaussian_noise(n_params, std=1.0, generator=None).to(device)
+        return hospital_shares(clipper, [pooled], sample_rate=1.0, share_std=1.0, noise_generators=[None]).total
 
     def dopamine_batched():  # the simulator: one batched clipped sum plus the K summed shares
-        clipped = clipper.clipped_sum(images, labels)
-        shares = summed_noise_shares(n_params, share_std=1.0, generators=[None] * args.hospitals)
-        return clipped.total + shares.to(device)
-
-    per_hospital = [(images[k::args.hospitals], labels[k::args.hospitals]) for k in range(args.hospitals)]
+        return hospital_shares(clipper, hospitals, sample_rate=1.0, share_std=1.0,
+                               noise_generators=[None] * args.hospitals).total
 
     def dopamine_per_node():  # a deployment: each hospital computes its own share
-        return sum(hospital_share(clipper.clipped_sum(x, y).total, noise_std=1.0, generator=None)
-                   for x, y in per_hospital)
+        return sum(hospital_shares(clipper, [h], sample_rate=1.0, share_std=1.0, noise_generators=[None]).total
+                   for h in hospitals)
 
     base = timed(central, args.repeats, device)
     batched = timed(dopamine_batched, args.repeats, device)
