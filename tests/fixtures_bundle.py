@@ -132,3 +132,18 @@ class HubProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def init_hub(root: Path, public_key: Path, *extra, private_key: Path | None = None) -> Path:
+    """`python -m hub init` plus `hub delegate` (devices refuse a hub without a signed model list).
+
+    Args:
+        root: the new hub folder. public_key: the publisher's public.key. extra: more `hub init`
+        flags. private_key: the publisher's private.key (default: private.key beside public_key);
+        it signs the delegation only and is not kept by the hub.
+    """
+    r = run_cli("hub", "init", "--root", root, "--publisher-key", public_key, *extra)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("hub", "delegate", "--root", root, "--signing-key", private_key or Path(public_key).parent / "private.key")
+    assert r.returncode == 0, r.stderr
+    return root
