@@ -107,7 +107,7 @@ class Fetcher:
                     if len(body) > cap:
                         raise NetworkError(f"{url}: response over {cap} bytes refused")
                 self.bytes_received += len(body)
-                return r.status_code, bytes(body), dict(r.headers)
+                return r.status_code, bytes(body), requests.structures.CaseInsensitiveDict(r.headers)
         except _RETRYABLE as exc:
             raise NetworkError(f"cannot reach the hub at {self.base} ({_short(exc)})") from None
 

@@ -54,6 +54,10 @@ class SyncResult:
     notice: str | None = None
 
 
+def _keeping(current: int | None) -> str:
+    return f"; keeping model version {current}" if current is not None else ""
+
+
 def _resolve_key(store: ModelStore, public_key: bytes | None) -> tuple[bytes, bool]:
     pinned = store.pinned_key()
     if pinned is not None:
@@ -152,7 +156,7 @@ def _install_latest(store: ModelStore, fetcher: Fetcher, key: bytes, index: Trus
     try:
         version = choose_target(index, highest_trusted=store.highest_trusted())
     except VersionRefused as exc:
-        raise DowngradeError(f"{exc}; keeping model version {current}") from None
+        raise DowngradeError(f"{exc}{_keeping(current)}") from None
     notice = None
     if current is not None and current in index.withdrawn:
         notice = f"model version {current} was withdrawn by the publisher"
@@ -170,7 +174,7 @@ def _install_latest(store: ModelStore, fetcher: Fetcher, key: bytes, index: Trus
         try:
             kept = store.load(version)
             check_manifest(index, version, kept.manifest_bytes)
-        except (CorruptModelError, VersionRefused):
+        except (CorruptModelError, IndexTrustError):
             pass  # download it again
         else:
             store.set_current(version)
@@ -187,11 +191,13 @@ def _install_latest(store: ModelStore, fetcher: Fetcher, key: bytes, index: Trus
     try:
         check_manifest(index, version, data)
     except VersionRefused as exc:
-        raise WithdrawnError(f"{exc}; keeping model version {current}") from None
+        raise WithdrawnError(f"{exc}{_keeping(current)}") from None
+    except IndexTrustError as exc:
+        raise TrustError(f"{exc}{_keeping(current)}") from None
     try:
         manifest = verify_manifest(data, sig, key, source=f"{fetcher.base} manifest")
     except ManifestError as exc:
-        raise TrustError(f"{exc}; keeping model version {current}") from None
+        raise TrustError(f"{exc}{_keeping(current)}") from None
     if manifest["model_version"] != version:
         raise TrustError(f"the manifest for version {version} says model_version {manifest['model_version']}: refused")
 
@@ -202,7 +208,7 @@ def _install_latest(store: ModelStore, fetcher: Fetcher, key: bytes, index: Trus
     free = shutil.disk_usage(store.home).free
     if free < size:
         raise DiskFullError(f"not enough storage for model version {version}: needs {size} bytes, "
-                            f"{free} free; keeping model version {current}")
+                            f"{free} free{_keeping(current)}")
     try:
         fetcher.download(f"/v1/artifacts/{version}/{artifact['name']}", partial, size=size,
                          etag=f'"{digest}"', progress=progress, cancel=cancel)
@@ -212,7 +218,7 @@ def _install_latest(store: ModelStore, fetcher: Fetcher, key: bytes, index: Trus
     if partial.stat().st_size != size or sha256_file(partial) != digest:
         partial.unlink(missing_ok=True)
         raise IntegrityError(f"{artifact['name']} of version {version} does not match its signed sha256 "
-                             f"(tampered or corrupted in transit): refused; keeping model version {current}")
+                             f"(tampered or corrupted in transit): refused{_keeping(current)}")
     store.install(data, sig, manifest, artifact, partial)
     store.set_current(version)
     store.record_trusted_version(version)

@@ -211,7 +211,7 @@ def check_manifest(index: TrustIndex, version: int, manifest_bytes: bytes) -> No
     """The manifest fetched for ``version`` must be the exact bytes the index names.
 
     Raises:
-        VersionRefused: withdrawn, below the minimum, not listed, or other bytes.
+        VersionRefused: withdrawn, below the minimum, or not listed. IndexTrustError: other bytes.
     """
     if version in index.withdrawn:
         raise VersionRefused(f"model version {version} was withdrawn by the publisher: refused")
@@ -221,8 +221,8 @@ def check_manifest(index: TrustIndex, version: int, manifest_bytes: bytes) -> No
     if expected is None:
         raise VersionRefused(f"model version {version} is not in the hub's signed model list: refused")
     if hashlib.sha256(manifest_bytes).hexdigest() != expected:
-        raise VersionRefused(f"the manifest served for version {version} is not the one the signed model list "
-                             f"names: refused")
+        raise IndexTrustError(f"the manifest served for version {version} is not the one the signed model list "
+                              f"names (tampered, or mixed from another hub): refused")
 
 
 def freshness(issued: datetime, expires: datetime, now: datetime) -> str:
