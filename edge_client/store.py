@@ -197,10 +197,15 @@ class ModelStore:
         self.models = self.home / "models"
         self.partial = self.home / "partial"
         self.trust = self.home / "trust"
+        self.lock_timeout = 10.0  # seconds a store write waits for another process's sync or install
 
-    def lock(self, timeout: float = 10.0, what: str = "update the model store"):
-        """The state folder's cross-process lock (re-entrant): ``with store.lock(): ...``."""
-        return HomeLock.for_home(self.home).hold(timeout, what)
+    def lock(self, timeout: float | None = None, what: str = "update the model store"):
+        """The state folder's cross-process lock (re-entrant): ``with store.lock(): ...``.
+
+        Raises:
+            BusyError: another process or thread held it for ``timeout`` (default ``lock_timeout``) seconds.
+        """
+        return HomeLock.for_home(self.home).hold(self.lock_timeout if timeout is None else timeout, what)
 
     # -- trust --------------------------------------------------------------------------------
     def pinned_key(self) -> bytes | None:

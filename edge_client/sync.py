@@ -97,13 +97,14 @@ def _trusted_list(store: ModelStore, fetcher: Fetcher, key: bytes, now: datetime
                            source=f"{fetcher.base} root.json")
     except IndexTrustError as exc:
         raise TrustError(str(exc)) from None
+    saved = state.get("index") or {}
     if root.version != state.get("root_version") or root.sha256 != state.get("root_sha256"):
         if root.version == state.get("root_version"):
             raise TrustError(f"{fetcher.base} root.json: a different root with the same version {root.version}: "
                              f"refused")
         store.record_root(root, data, sig)
+        saved = {}  # a new index key (e.g. rotated after a theft): the old key's serials no longer bind
     data, sig = _get_signed(fetcher, "/v1/index.json", "/v1/index.sig", cap=MAX_INDEX_BYTES, what="model list")
-    saved = state.get("index") or {}
     try:
         index = verify_index(data, sig, root, now=now, trusted_serial=saved.get("serial"),
                              trusted_sha256=saved.get("sha256"), source=f"{fetcher.base} index.json")
