@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from edge_client.fileio import atomic_write
+from edge_client.fileio import atomic_write, fsync_dir
 from hub.device_card import device_card, device_privacy
 from hub.device_updates import read_config, update_vector
 from hub.registry import HubError, Registry, is_seeded
@@ -162,6 +162,8 @@ def aggregate(root: Path, *, log: Callable[[str], None] = print) -> int | None:
             final.parent.mkdir(exist_ok=True)
             shutil.rmtree(final, ignore_errors=True)  # a rejected candidate's leftovers with this number
             os.replace(work, final)
+            work = final  # from here a failure removes the moved folder
+            fsync_dir(final.parent)
             claim_for_candidate(reg, version=version, base_version=current, update_ids=[r["id"] for r in rows],
                                 folder=final, devices=len(rows), summary=summary)
         except BaseException:
