@@ -152,25 +152,28 @@ def _install_latest(store: ModelStore, fetcher: Fetcher, key: bytes, index: Trus
     """Steps 3-5."""
     expires = format_time(index.expires)
     current = store.current_version()
-    if index.latest is None:
-        raise NetworkError(f"the hub at {fetcher.base} has no model published yet")
-    try:
-        version = choose_target(index, highest_trusted=store.highest_trusted())
-    except VersionRefused as exc:
-        raise DowngradeError(f"{exc}{_keeping(current)}") from None
     notice = None
     if current is not None and current in index.withdrawn:
         notice = f"model version {current} was withdrawn by the publisher"
+    if index.latest is None:
+        if current is None:
+            raise NetworkError(f"the hub at {fetcher.base} has no model published yet")
+        return SyncResult(False, current, f"the hub offers no model version now; keeping model version {current}",
+                          downloaded_bytes=fetcher.bytes_received, index_expires=expires, notice=notice)
     installed = None
-    if current == version:
+    if current == index.latest:
         try:
             installed = store.load(current)
         except CorruptModelError:
             installed = None  # re-fetch the same version
-    if installed is not None:
-        store.record_trusted_version(version)
+    if installed is not None:  # up to date, even if a higher version was trusted once and withdrawn
+        store.record_trusted_version(current)
         return SyncResult(False, current, f"up to date: model version {current}",
                           downloaded_bytes=fetcher.bytes_received, index_expires=expires, notice=notice)
+    try:
+        version = choose_target(index, highest_trusted=store.highest_trusted())
+    except VersionRefused as exc:
+        raise DowngradeError(f"{exc}{_keeping(current)}") from None
     if current != version and version in store.installed_versions():  # e.g. after a rollback
         try:
             kept = store.load(version)
