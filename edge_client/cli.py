@@ -1,11 +1,13 @@
 """`python -m edge_client sync|diagnose|history|rollback|status|train|updates|budget`.
 
-State folder: --home, else $EDGE_HOME, else the platform's app data.
+State folder: --home, else $EDGE_HOME, else the platform's app data. The upload token is read
+from --token-file or $DOPAMINE_HUB_TOKEN, never from the command line (visible in `ps`).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +16,9 @@ from edge_client.manifest import ManifestError
 from edge_client.preprocess import ImageError
 from edge_client.privacy_figures import guarantee_text
 
-__all__ = ["main"]
+__all__ = ["main", "TOKEN_ENV"]
+
+TOKEN_ENV = "DOPAMINE_HUB_TOKEN"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--server", required=True, help="hub URL, e.g. http://127.0.0.1:8000")
     s.add_argument("--key", help="publisher public key (file or base64); pinned on first use")
     s.add_argument("--ca-file", help="CA bundle (PEM) for an https hub with a private CA")
+    s.add_argument("--insecure-http", action="store_true",
+                   help="allow plain http:// to a host other than this device (a trusted LAN only)")
     s.add_argument("--quiet", action="store_true", help="no progress output")
     s = sub.add_parser("diagnose", parents=[common], help="grade one photo on the device")
     s.add_argument("image", type=Path)
@@ -60,8 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("id", type=int)
     u = usub.add_parser("upload", parents=[common], help="upload approved updates (offline: they wait)")
     u.add_argument("--server", required=True, help="hub URL")
-    u.add_argument("--token", required=True, help="this device's upload token (from `python -m hub token issue`)")
+    u.add_argument("--token-file", type=Path, help=f"file holding this device's upload token (from `python -m hub "
+                                                    f"token issue`); default: ${TOKEN_ENV}")
+    u.add_argument("--token", help=argparse.SUPPRESS)  # refused: argv is visible to every user in `ps`
     u.add_argument("--ca-file", help="CA bundle (PEM) for an https hub with a private CA")
+    u.add_argument("--insecure-http", action="store_true",
+                   help="allow plain http:// to a host other than this device (sends the token in clear)")
     s = sub.add_parser("budget", parents=[common], help="privacy budget of each patient a labels CSV names")
     s.add_argument("--labels", required=True, type=Path, help="CSV with the header image,grade,patient")
     s.add_argument("--all", action="store_true", help="list every patient (default: the 10 most spent)")
@@ -159,10 +169,54 @@ def _updates(client, args) -> int:
         client.discard_update(args.id)
         print(f"update {args.id} discarded")
         return 0
-    report = client.upload_updates(args.server, args.token, ca_file=args.ca_file)
+    from edge_client.updates import UpdateQueue
+
+    queue = UpdateQueue(client.home)
+    try:
+        report = queue.upload(args.server, _read_token(args), ca_file=args.ca_file, insecure_http=args.insecure_http)
+    finally:
+        queue.close()
     for line in report.messages or ["nothing approved to upload"]:
         print(line)
     return 0 if not report.rejected and not report.waiting else 4
+
+
+def _read_token(args) -> str:
+    """The upload token from --token-file or $DOPAMINE_HUB_TOKEN (one line). Raises ValueError."""
+    if args.token is not None:
+        raise ValueError(f"--token is refused: a token on the command line is visible to every user (ps); "
+                         f"use --token-file FILE or ${TOKEN_ENV}")
+    if args.token_file is not None:
+        try:
+            text = args.token_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{args.token_file}: cannot read the token file ({exc})") from None
+        source = str(args.token_file)
+    else:
+        text, source = os.environ.get(TOKEN_ENV, ""), f"${TOKEN_ENV}"
+    token = text.strip()
+    if not token:
+        raise ValueError(f"no upload token: pass --token-file FILE or set ${TOKEN_ENV}")
+    if any(c.isspace() for c in token):
+        raise ValueError(f"{source}: the token must be one line with no spaces")
+    return token
+
+
+def _sync(client, args) -> int:
+    from edge_client.fetcher import Fetcher
+    from edge_client.manifest import read_public_key
+    from edge_client.sync import sync
+
+    key = read_public_key(args.key) if args.key else None
+    fetcher = Fetcher(args.server, ca_file=args.ca_file, insecure_http=args.insecure_http)
+    result = sync(client.store, args.server, public_key=key, fetcher=fetcher,
+                  progress=None if args.quiet else _print_progress)
+    print(result.message)
+    if result.notice:
+        print(f"warning: {result.notice}", file=sys.stderr)
+    if result.index_expires:
+        print(f"model list valid until {result.index_expires}")
+    return 0
 
 
 def _print_progress(done: int, total: int) -> None:
@@ -177,10 +231,7 @@ def _run(args) -> int:
 
     client = EdgeClient(getattr(args, "home", None))
     if args.command == "sync":
-        result = client.sync(args.server, public_key=args.key, ca_file=args.ca_file,
-                             progress=None if args.quiet else _print_progress)
-        print(result.message)
-        return 0
+        return _sync(client, args)
     if args.command == "diagnose":
         try:
             d = client.diagnose(args.image, keep_photo=args.keep_photo)
@@ -223,10 +274,12 @@ def _run(args) -> int:
     model = client.installed_model()
     if client.notice:
         print(f"warning: {client.notice}", file=sys.stderr)
+    listing = client.store.index_status()
     if model is None:
-        print("no model installed: run sync")
+        print(f"no model installed: run sync\n{listing.message}")
         return 1
-    print(json.dumps({**model.__dict__, "guarantee": guarantee_text(_privacy_block(model))}, indent=2))
+    print(json.dumps({**model.__dict__, "guarantee": guarantee_text(_privacy_block(model)),
+                      "model_list": listing.__dict__}, indent=2))
     return 0
 
 

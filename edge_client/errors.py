@@ -3,7 +3,8 @@ from __future__ import annotations
 
 __all__ = ["EdgeError", "SyncError", "NetworkError", "TrustError", "DowngradeError",
            "IntegrityError", "DiskFullError", "NoCompatibleArtifact", "ModelNotInstalled",
-           "CorruptModelError", "PhotoQualityError", "RuntimeUnavailable"]
+           "CorruptModelError", "PhotoQualityError", "RuntimeUnavailable", "ExpiredIndexError",
+           "WithdrawnError", "InsecureTransportError", "BusyError"]
 
 
 class EdgeError(Exception):
@@ -24,6 +25,22 @@ class TrustError(SyncError):
 
 class DowngradeError(SyncError):
     """The hub offers a lower model version than the installed one."""
+
+
+class ExpiredIndexError(SyncError):
+    """The hub's signed model list is past its expiry (a frozen or replayed list): nothing installed."""
+
+
+class WithdrawnError(SyncError):
+    """The version offered is withdrawn, below the minimum allowed, or not in the signed model list."""
+
+
+class InsecureTransportError(SyncError):
+    """Plain http:// to a host other than this device (loopback) without an explicit opt-in."""
+
+
+class BusyError(EdgeError):
+    """Another process (the app or the CLI) holds this state folder's lock; try again shortly."""
 
 
 class IntegrityError(SyncError):

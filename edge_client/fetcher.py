@@ -1,24 +1,32 @@
 """HTTP transfers for sync: small capped GETs and resumable, length-capped artifact downloads.
 
-Only I/O lives here; deciding what to trust is ``manifest.py``'s job and installing is
-``store.py``'s. Nothing downloaded is trusted until its sha256 matches the signed manifest.
+Only I/O lives here; deciding what to trust is ``manifest.py``'s and ``trust_index.py``'s job
+and installing is ``store.py``'s. Nothing downloaded is trusted until its signature or its
+sha256 from a signed document checks.
+
+Transport rules: ``http://`` only to this device itself (loopback) unless the caller opts in
+with ``insecure_http`` (a clinic LAN without TLS, knowingly); redirects are never followed (a
+hub that answers 3xx is refused, so a token or a download is never steered elsewhere).
 """
 from __future__ import annotations
 
 import errno
+import ipaddress
 import threading
 import time
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 import requests
 
-from edge_client.errors import DiskFullError, IntegrityError, NetworkError, SyncError
+from edge_client.errors import DiskFullError, InsecureTransportError, IntegrityError, NetworkError, SyncError
 
-__all__ = ["Fetcher", "Cancelled"]
+__all__ = ["Fetcher", "Cancelled", "check_transport", "is_loopback"]
 
 _RETRYABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_REDIRECTS = {301, 302, 303, 307, 308}
 
 
 class Cancelled(Exception):
@@ -29,6 +37,36 @@ class Cancelled(Exception):
         self.done, self.total = done, total
 
 
+def is_loopback(host: str | None) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1): traffic that never leaves the device."""
+    if not host:
+        return False
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(url: str, *, insecure_http: bool = False) -> str:
+    """Refuse a URL a device must not talk to; returns it without a trailing slash.
+
+    Raises:
+        SyncError: not http(s), or credentials in the URL. InsecureTransportError: ``http://`` to
+        another host without ``insecure_http`` (tokens and model choices would travel in clear).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SyncError(f"server URL must be http(s)://HOST[:PORT], got {url!r}")
+    if parts.username or parts.password:
+        raise SyncError("server URL must not carry a user name or password")
+    if parts.scheme == "http" and not insecure_http and not is_loopback(parts.hostname):
+        raise InsecureTransportError(f"refusing plain http:// to {parts.hostname}: use https:// (the hub's "
+                                     f"--tls-cert), or pass --insecure-http on a network you trust")
+    return url.rstrip("/")
+
+
 class Fetcher:
     """Talks to one hub.
 
@@ -36,13 +74,15 @@ class Fetcher:
         base_url: e.g. ``http://127.0.0.1:8000``. timeout: (connect, read) seconds.
         retries: attempts per download after the first failure. backoff: first wait (doubles).
         ca_file: a CA bundle (PEM) to trust for an https hub with a private CA.
+        insecure_http: allow ``http://`` to a host other than loopback (see ``check_transport``).
+
+    Raises:
+        SyncError, InsecureTransportError: a URL the device must not use.
     """
 
     def __init__(self, base_url: str, *, timeout=(5.0, 15.0), retries: int = 3, backoff: float = 0.5,
-                 ca_file: str | None = None) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise SyncError(f"server URL must start with http:// or https://, got {base_url!r}")
-        self.base = base_url.rstrip("/")
+                 ca_file: str | None = None, insecure_http: bool = False) -> None:
+        self.base = check_transport(base_url, insecure_http=insecure_http)
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.session = requests.Session()
         self.session.verify = ca_file if ca_file else True
@@ -58,14 +98,16 @@ class Fetcher:
         """
         url = self.base + path
         try:
-            with self.session.get(url, headers=headers or {}, timeout=self.timeout, stream=True) as r:
+            with self.session.get(url, headers=headers or {}, timeout=self.timeout, stream=True,
+                                  allow_redirects=False) as r:
+                _refuse_redirect(r)
                 body = bytearray()
                 for chunk in r.iter_content(16384):
                     body += chunk
                     if len(body) > cap:
                         raise NetworkError(f"{url}: response over {cap} bytes refused")
                 self.bytes_received += len(body)
-                return r.status_code, bytes(body), dict(r.headers)
+                return r.status_code, bytes(body), requests.structures.CaseInsensitiveDict(r.headers)
         except _RETRYABLE as exc:
             raise NetworkError(f"cannot reach the hub at {self.base} ({_short(exc)})") from None
 
@@ -100,7 +142,9 @@ class Fetcher:
                 return received
             headers = {"Range": f"bytes={have}-", "If-Range": etag} if have else {}
             try:
-                with self.session.get(url, headers=headers, timeout=self.timeout, stream=True) as r:
+                with self.session.get(url, headers=headers, timeout=self.timeout, stream=True,
+                                      allow_redirects=False) as r:
+                    _refuse_redirect(r)
                     if r.status_code in (404, 410):
                         raise SyncError(f"{url}: the hub no longer offers this artifact ({r.status_code})")
                     if r.status_code == 416:
@@ -150,6 +194,12 @@ class Fetcher:
                                     f"{exc.strerror}; free some space and sync again") from None
             raise
         return got
+
+
+def _refuse_redirect(r) -> None:
+    if r.status_code in _REDIRECTS:
+        raise NetworkError(f"{r.url}: the hub answered a redirect ({r.status_code} to "
+                           f"{r.headers.get('Location', '?')}): not followed")
 
 
 def _short(exc: Exception) -> str:

@@ -15,14 +15,20 @@ from pathlib import Path
 from edge_client import ed25519
 
 __all__ = ["ManifestError", "parse_public_key", "read_public_key", "decode_signature",
-           "verify_manifest", "validate_manifest", "manifest_etag", "SAFE_NAME"]
+           "verify_manifest", "validate_manifest", "manifest_etag", "SAFE_NAME", "RESERVED_NAMES",
+           "is_safe_name", "is_sha256"]
 
 SCHEMA_VERSION = 1
 MAX_MANIFEST_BYTES = 1_000_000
 MAX_SIG_BYTES = 1_000
 # Artifact names are plain file names: no separators, no leading dot (no "..", no hidden files).
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Always use fullmatch (``is_safe_name``): "$" in ``match`` also accepts a trailing newline.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Files the hub and the device keep beside an artifact: an artifact named like one would
+# overwrite it. Compared case-folded (iOS and macOS file systems ignore case).
+RESERVED_NAMES = frozenset({"manifest.json", "manifest.sig", "installed.json", "model_card.md", "report.md",
+                            "report.json", "root.json", "root.sig", "index.json", "index.sig", "current"})
 _RUNTIMES = {"litert", "onnxruntime", "coreml"}
 
 
@@ -67,6 +73,17 @@ def decode_signature(data: bytes, *, source: str = "manifest.sig") -> bytes:
     if len(raw) != ed25519.SIG_BYTES:
         raise ManifestError(f"{source}: expected a 64-byte signature, got {len(raw)} bytes")
     return raw
+
+
+def is_safe_name(name: object) -> bool:
+    """A plain file name (whole string, no trailing newline) that is not a reserved one."""
+    return (isinstance(name, str) and SAFE_NAME.fullmatch(name) is not None
+            and name.casefold() not in RESERVED_NAMES)
+
+
+def is_sha256(value: object) -> bool:
+    """64 lowercase hex digits, the whole string."""
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
 
 
 def manifest_etag(data: bytes) -> str:
@@ -139,10 +156,11 @@ def validate_manifest(manifest: object, *, source: str = "manifest") -> dict:
         if not isinstance(art, dict):
             raise ManifestError(f"{where} must be an object")
         name = _need(art, "name", str, where)
-        if not SAFE_NAME.match(name) or name in seen:
-            raise ManifestError(f"{where}: name {name!r} is not a plain, unique file name")
-        seen.add(name)
-        if not _SHA256.match(str(art.get("sha256", ""))):
+        if not is_safe_name(name) or name.casefold() in seen:
+            raise ManifestError(f"{where}: name {name!r} is not a plain, unique, non-reserved file name "
+                                f"(reserved: {', '.join(sorted(RESERVED_NAMES))})")
+        seen.add(name.casefold())
+        if not is_sha256(art.get("sha256")):
             raise ManifestError(f"{where} ({name}): sha256 must be 64 lowercase hex digits")
         if _need(art, "size", int, where) <= 0:
             raise ManifestError(f"{where} ({name}): size must be positive")

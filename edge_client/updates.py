@@ -13,6 +13,7 @@ be approved or uploaded (and the hub refuses such a payload too).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass, field
@@ -211,21 +212,36 @@ class UpdateQueue:
         """Drop a pending or approved update; its ε stays spent (it was charged when trained)."""
         self._set(update_id, expect=("pending", "approved"), status="rejected", message="discarded by the user")
 
-    def upload(self, server_url: str, token: str, *, timeout: float = 20.0, ca_file: str | None = None) -> UploadReport:
+    def upload(self, server_url: str, token: str, *, timeout: float = 20.0, ca_file: str | None = None,
+               insecure_http: bool = False) -> UploadReport:
         """Send every approved update to ``server_url/v1/updates`` with ``Authorization: Bearer``.
 
-        Offline, a dead hub, 5xx or a refused token: the update stays approved (retried next time).
-        A hub rejection of the update itself (malformed, too large, old base version): rejected,
-        with the hub's message. Never raises for network problems.
+        Each upload carries an id, the sha256 of its exact bytes (``Idempotency-Key``): the hub
+        treats a resend (an answer lost on the way back) as the same upload, so retrying is safe. Redirects are never
+        followed (the token would go with them); plain ``http://`` to another host is refused
+        unless ``insecure_http``.
+
+        Offline, a dead hub, 5xx, 429, a redirect or a refused token: the update stays approved
+        (retried next time). A hub rejection of the update itself (malformed, too large, old base
+        version, replayed): rejected, with the hub's message. Never raises for network problems.
+
+        Raises:
+            SyncError, InsecureTransportError: a URL the token must not be sent to. ValueError: no token.
         """
+        from edge_client.fetcher import check_transport
+
+        base = check_transport(server_url, insecure_http=insecure_http)
+        token = (token or "").strip()
+        if not token or any(c.isspace() for c in token):
+            raise ValueError("an upload token is required (one line, from `python -m hub token issue`)")
         report = UploadReport()
-        url = server_url.rstrip("/") + "/v1/updates"
+        url = base + "/v1/updates"
         for item in sorted(self.list("approved"), key=lambda u: u.id):
             body = json.dumps(self.payload(item.id), separators=(",", ":")).encode()
             try:
-                resp = requests.post(url, data=body, timeout=timeout, verify=ca_file or True,
-                                     headers={"Authorization": f"Bearer {token}",
-                                              "Content-Type": "application/json"})
+                resp = requests.post(url, data=body, timeout=timeout, verify=ca_file or True, allow_redirects=False,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                                              "Idempotency-Key": hashlib.sha256(body).hexdigest()})
             except requests.RequestException as exc:
                 report.waiting.append(item.id)
                 msg = f"update {item.id}: hub not reachable, will retry ({type(exc).__name__})"
@@ -236,14 +252,19 @@ class UpdateQueue:
                 answer = resp.json()
             except ValueError:
                 answer = {}
-            if resp.status_code == 202:
+            answer = answer if isinstance(answer, dict) else {}
+            if resp.status_code in (200, 202):  # 200: the hub already had these exact bytes
                 self._set(item.id, expect=("approved",), status="uploaded", uploaded=_now(),
                           hub_id=answer.get("id"), message=answer.get("status"))
                 report.uploaded.append(item.id)
                 report.messages.append(f"update {item.id}: uploaded (hub id {answer.get('id')})")
                 continue
-            msg = f"update {item.id}: hub answered {resp.status_code}: {answer.get('error', resp.reason)}"
-            if resp.status_code in _KEEP_APPROVED or resp.status_code >= 500:
+            if 300 <= resp.status_code < 400:
+                msg = (f"update {item.id}: the hub answered a redirect ({resp.status_code} to "
+                       f"{resp.headers.get('Location', '?')}): not followed, will retry")
+            else:
+                msg = f"update {item.id}: hub answered {resp.status_code}: {answer.get('error', resp.reason)}"
+            if resp.status_code in _KEEP_APPROVED or 300 <= resp.status_code < 400 or resp.status_code >= 500:
                 report.waiting.append(item.id)
                 self._note(item.id, msg)
             else:

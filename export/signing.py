@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -25,14 +26,62 @@ class SignatureError(ExportError):
     """A signature that does not verify under the given public key."""
 
 
-def _write_line(path: Path, data: bytes, mode: int) -> None:
-    """Atomic write of one base64 line with the given permission bits."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(base64.b64encode(data) + b"\n")
-    os.chmod(tmp, mode)  # the umask may have removed bits we asked for (never adds any)
-    os.replace(tmp, path)
+def _write_line(path: Path, data: bytes, mode: int, *, replace: bool = False) -> None:
+    """Write one base64 line to ``path`` without ever following a planted link, durably.
+
+    The bytes go to a fresh temporary name opened with O_CREAT|O_EXCL|O_NOFOLLOW (a symlink or
+    any existing file there makes the open fail), are fsynced, and are then linked to ``path``:
+    ``os.link`` fails if anything (a file or a dangling symlink) already sits at ``path``; with
+    ``replace`` the rename replaces the entry itself, never a link's target. The folder is fsynced.
+
+    Raises:
+        ExportError: something already exists at ``path`` (and ``replace`` is False).
+        OSError: the folder cannot be written.
+    """
+    from edge_client.fileio import fsync_dir
+
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, flags, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)  # the umask may have removed bits we asked for (never adds any)
+            handle.write(base64.b64encode(data) + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path, follow_symlinks=False)
+            except FileExistsError:
+                raise ExportError(f"{path}: already exists (a file or a link); refusing to write a key there") from None
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+    fsync_dir(path.parent)
+
+
+def generate_private_key(path: str | Path, *, replace: bool = False) -> bytes:
+    """Make a new Ed25519 private key file (mode 0600, written as ``_write_line`` does).
+
+    Args:
+        path: the key file. replace: replace an existing key (key rotation).
+
+    Returns:
+        The raw 32-byte public key.
+
+    Raises:
+        ExportError: the file exists (and ``replace`` is False) or cannot be written.
+    """
+    path = Path(path)
+    key = SigningKey.generate()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_line(path, bytes(key), 0o600, replace=replace)
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write the key ({exc.strerror})") from exc
+    return bytes(key.verify_key)
 
 
 def _read_key(path: str | Path, what: str) -> bytes:
@@ -67,12 +116,14 @@ def generate_keypair(out_dir: str | Path, *, overwrite: bool = False) -> tuple[P
     except OSError as exc:
         raise ExportError(f"{out}: cannot create key folder ({exc.strerror})") from exc
     private, public = out / PRIVATE_NAME, out / PUBLIC_NAME
-    if not overwrite and (private.exists() or public.exists()):
-        raise ExportError(f"{out}: a key pair already exists there; refusing to replace it")
+    if out.is_symlink():
+        raise ExportError(f"{out}: the key folder is a symbolic link; refusing to write a private key through it")
+    if not overwrite and (os.path.lexists(private) or os.path.lexists(public)):
+        raise ExportError(f"{out}: a key pair (or a link named like one) already exists there; refusing to replace it")
     key = SigningKey.generate()
     try:
-        _write_line(private, bytes(key), 0o600)
-        _write_line(public, bytes(key.verify_key), 0o644)
+        _write_line(private, bytes(key), 0o600, replace=overwrite)
+        _write_line(public, bytes(key.verify_key), 0o644, replace=overwrite)
     except OSError as exc:
         raise ExportError(f"{out}: cannot write keys ({exc.strerror})") from exc
     return private, public

@@ -1,27 +1,55 @@
-"""Device head updates at the hub: the hub's aggregation settings, and checking one upload.
+"""Device head updates at the hub: the hub's settings (hub.json), and checking one upload.
 
 An update (docs/CONTRACTS.md "Device update") is JSON: the noised change of the head (5x512 and
 5) and public constants. ``check_update`` refuses, with an HTTP status and one line: a body that
-is not JSON (400), too large (413), of another format or shape, with a non-finite value (422),
-or for a base version other than the current one (409).
+is not JSON or nested too deep (400), too large (413), of another format or shape, with a
+non-finite value, a seeded (test) noise source, a δ not below 1/N for the hub's public cap N on
+patients per device, an ε below what its own σ, q and steps cost, or a head change larger than
+DP-SGD with its declared C, learning rate, steps and σ could have produced (422), or for a base
+version other than the current one (409).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 from pathlib import Path
 
+import numpy as np
+
 from edge_client.fileio import atomic_write
+from edge_client.rdp import compute_epsilon
+from hub.robust import ROBUST_MEANS, update_norm_bound
 
 __all__ = ["UpdateRejected", "MAX_UPDATE_BYTES", "UPDATE_FORMAT", "DEFAULT_CONFIG", "read_config",
-           "write_config", "install_signing_key", "signing_key_path", "check_update"]
+           "write_config", "install_signing_key", "signing_key_path", "check_update", "update_vector",
+           "content_digest"]
 
 UPDATE_FORMAT = "dopamine-head-update"
 MAX_UPDATE_BYTES = 256 * 1024  # a 5x512 head change as JSON is ~55 KB
 MAX_ABS_VALUE = 1e3            # a head change this large is broken, whatever its privacy
 SHAPE = (5, 512)
-DEFAULT_CONFIG = {"min_updates": 3, "export_formats": "onnx,tflite,coreml", "export_args": []}
+DEFAULT_CONFIG = {
+    "min_updates": 3,                  # distinct device tokens whose updates build a candidate
+    "export_formats": "onnx,tflite,coreml", "export_args": [],
+    "minimum_version": 0,              # devices refuse to install below it (in the signed index)
+    "index_ttl_seconds": 86400,        # lifetime of each signed index (re-signed at half of it)
+    "device_patient_cap": 10000,       # public cap N on patients per device: an update's δ must be < 1/N
+    "rate_limit_per_minute": 12,       # uploads per token per minute (burst: the same number)
+    # Public limits on a device round's constants (the device's RoundSettings must fit): the
+    # norm bound below follows from them, so a device cannot widen it by declaring more.
+    "max_clipping_norm": 1.0, "max_learning_rate": 0.1, "max_steps": 100, "max_noise_multiplier": 100.0,
+    "min_expected_batch": 1.0,         # public floor on a device's expected batch q·N (norm bound)
+    "robust_mean": "norm-clipped",     # see hub/robust.py
+    "auto_approve": False,             # publish a candidate without `hub approve` (needs validation_data)
+    "validation_data": None,           # the hub's held-out labelled set (APTOS layout)
+    "allow_seeded": False,             # build from a seeded (test) base checkpoint, marked test build
+}
+_TYPES = {"min_updates": int, "minimum_version": int, "index_ttl_seconds": int, "device_patient_cap": int,
+          "rate_limit_per_minute": int, "min_expected_batch": (int, float), "auto_approve": bool,
+          "allow_seeded": bool, "export_formats": str, "max_clipping_norm": (int, float),
+          "max_learning_rate": (int, float), "max_steps": int, "max_noise_multiplier": (int, float)}
 
 
 class UpdateRejected(ValueError):
@@ -33,18 +61,39 @@ class UpdateRejected(ValueError):
 
 
 def read_config(root: Path) -> dict:
-    """HUBDIR/hub.json over the defaults. Raises ValueError naming the file on a bad value."""
+    """HUBDIR/hub.json over the defaults. Raises ValueError naming the file and the bad key."""
     path = Path(root) / "hub.json"
     config = dict(DEFAULT_CONFIG)
     if path.exists():
         try:
-            config.update(json.loads(path.read_text()))
-        except ValueError as exc:
+            loaded = json.loads(path.read_text())
+        except (ValueError, RecursionError) as exc:
             raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(config["min_updates"], int) or config["min_updates"] < 1:
-        raise ValueError(f"{path}: min_updates must be an integer >= 1, got {config['min_updates']!r}")
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: must hold a JSON object")
+        unknown = sorted(set(loaded) - set(DEFAULT_CONFIG))
+        if unknown:
+            raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(DEFAULT_CONFIG)}")
+        config.update(loaded)
+    for key, kind in _TYPES.items():
+        value = config[key]
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+            raise ValueError(f"{path}: {key} must be of type {getattr(kind, '__name__', 'number')}, got {value!r}")
+    positive = ("min_updates", "index_ttl_seconds", "device_patient_cap", "rate_limit_per_minute", "max_steps")
+    for key in positive:
+        if config[key] < 1:
+            raise ValueError(f"{path}: {key} must be >= 1, got {config[key]!r}")
+    for key in ("max_clipping_norm", "max_learning_rate", "max_noise_multiplier"):
+        if not 0 < config[key] < math.inf:
+            raise ValueError(f"{path}: {key} must be a positive number, got {config[key]!r}")
+    if config["minimum_version"] < 0 or not config["min_expected_batch"] >= 1:
+        raise ValueError(f"{path}: minimum_version must be >= 0 and min_expected_batch >= 1")
+    if config["robust_mean"] not in ROBUST_MEANS:
+        raise ValueError(f"{path}: robust_mean must be one of {sorted(ROBUST_MEANS)}, got {config['robust_mean']!r}")
     if not isinstance(config["export_args"], list) or not all(isinstance(a, str) for a in config["export_args"]):
         raise ValueError(f"{path}: export_args must be a list of strings")
+    if config["validation_data"] is not None and not isinstance(config["validation_data"], str):
+        raise ValueError(f"{path}: validation_data must be a folder path or null")
     return config
 
 
@@ -53,8 +102,17 @@ def write_config(root: Path, **changes) -> dict:
     config = read_config(root)
     config.update({k: v for k, v in changes.items() if v is not None})
     path = Path(root) / "hub.json"
-    atomic_write(path, (json.dumps(config, indent=2) + "\n").encode())
-    return read_config(root)
+    body = config
+    previous = path.read_bytes() if path.exists() else None
+    atomic_write(path, (json.dumps(body, indent=2) + "\n").encode())
+    try:
+        return read_config(root)
+    except ValueError:
+        if previous is None:
+            path.unlink()
+        else:
+            atomic_write(path, previous)
+        raise
 
 
 def signing_key_path(root: Path) -> Path:
@@ -108,18 +166,39 @@ def _matrix(value, rows: int, cols: int | None, key: str) -> None:
                 raise UpdateRejected(422, f"field {key!r} holds a value over {MAX_ABS_VALUE:g} in magnitude")
 
 
-def check_update(body: bytes, *, current_version: int | None) -> dict:
-    """Parse and check one upload. Returns the payload.
+def update_vector(payload: dict) -> np.ndarray:
+    """The head change as one float64 vector: delta_weight (row-major) then delta_bias."""
+    return np.concatenate([np.asarray(payload["delta_weight"], np.float64).ravel(),
+                           np.asarray(payload["delta_bias"], np.float64)])
+
+
+def content_digest(payload: dict) -> str:
+    """sha256 of the head change itself (float32 bytes): the same change under other metadata is a replay."""
+    import hashlib
+
+    return hashlib.sha256(update_vector(payload).astype("<f4").tobytes()).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _round_epsilon(sigma: float, q: float, steps: int, delta: float) -> float:
+    return compute_epsilon(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=delta)
+
+
+def check_update(body: bytes, *, current_version: int | None, config: dict | None = None) -> dict:
+    """Parse and check one upload. Returns the payload with ``_norm`` and ``_norm_bound`` added.
 
     Raises:
         UpdateRejected: with the HTTP status and the reason.
     """
+    config = config or DEFAULT_CONFIG
     if len(body) > MAX_UPDATE_BYTES:
         raise UpdateRejected(413, f"update is {len(body)} bytes, over the {MAX_UPDATE_BYTES} byte limit")
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise UpdateRejected(400, "update is not valid JSON") from None
+    except RecursionError:
+        raise UpdateRejected(400, "update JSON is nested too deeply") from None
     if not isinstance(payload, dict) or payload.get("format") != UPDATE_FORMAT:
         raise UpdateRejected(422, f"update must be a JSON object with format {UPDATE_FORMAT!r}")
     if payload.get("format_version") != 1:
@@ -132,13 +211,33 @@ def check_update(body: bytes, *, current_version: int | None) -> dict:
     if base != current_version:
         raise UpdateRejected(409, f"update is for version {base}, the current version is {current_version}: "
                                   f"sync, then train again")
+    if payload.get("seeded") or payload.get("test_build"):
+        raise UpdateRejected(422, "update was trained with seeded (test) noise: 'seeded' must be false; "
+                                  "it carries no DP guarantee")
     _matrix(payload.get("delta_weight"), SHAPE[0], SHAPE[1], "delta_weight")
     _matrix(payload.get("delta_bias"), SHAPE[0], None, "delta_bias")
-    _number(payload, "steps", low=0, high=1e7, integer=True)
+    _number(payload, "steps", low=0, high=config["max_steps"], integer=True)
     _number(payload, "epsilon", low=0, high=1e3)
+    cap = config["device_patient_cap"]
     _number(payload, "delta", low=0, high=0.1)
-    for key in ("noise_multiplier", "sample_rate", "clipping_norm", "learning_rate"):
-        _number(payload, key, low=0, high=1 if key == "sample_rate" else 1e6)
+    if not payload["delta"] < 1.0 / cap:
+        raise UpdateRejected(422, f"field 'delta' {payload['delta']:g} must be below 1/N = {1 / cap:g} for the "
+                                  f"hub's public cap N = {cap} patients per device (hub.json device_patient_cap)")
+    _number(payload, "sample_rate", low=0, high=1)
+    for key in ("noise_multiplier", "clipping_norm", "learning_rate"):
+        _number(payload, key, low=0, high=config[f"max_{key}"])
     if payload.get("accountant") != "rdp":
         raise UpdateRejected(422, f"accountant must be 'rdp', got {payload.get('accountant')!r}")
-    return payload
+    floor = _round_epsilon(float(payload["noise_multiplier"]), float(payload["sample_rate"]), int(payload["steps"]),
+                           float(payload["delta"]))
+    if payload["epsilon"] < floor * (1 - 1e-6):
+        raise UpdateRejected(422, f"field 'epsilon' {payload['epsilon']:g} is below what its own sigma, q and steps "
+                                  f"cost ({floor:.4g} by RDP): the declared guarantee is false")
+    norm = float(np.linalg.norm(update_vector(payload)))
+    bound = update_norm_bound(clipping_norm=payload["clipping_norm"], learning_rate=payload["learning_rate"],
+                              steps=payload["steps"], noise_multiplier=payload["noise_multiplier"],
+                              min_expected_batch=float(config["min_expected_batch"]))
+    if norm > bound:
+        raise UpdateRejected(422, f"head change norm {norm:.4g} is over {bound:.4g}, the most DP-SGD with its declared "
+                                  f"C, learning rate, steps and sigma can produce: refused")
+    return {**payload, "_norm": norm, "_norm_bound": bound}

@@ -5,45 +5,77 @@ and handles keep-alive and TLS as a production server; Python's docs warn that h
 not for production. Range, ETag and If-None-Match are handled here by hand (``ranges.py``), so
 the behaviour devices rely on is ours, explicit and tested, not a framework default.
 
+Every handler that touches SQLite or the disk is a plain ``def`` (FastAPI runs it in its thread
+pool) or hands that work to ``run_in_threadpool``: the event loop never blocks, so ``/healthz``
+answers while a writer holds the database. A writer that finds the database locked past the
+busy timeout gets 503 with Retry-After.
+
 Endpoints (all GET unless said):
     /healthz                                 {"status": "ok", "latest": n | null}
+    /v1/root.json, /v1/root.sig              the publisher-signed delegation to the index key
+    /v1/index.json, /v1/index.sig            the short-lived signed model list (edge_client/trust_index.py);
+                                             both also carry the signature in header X-Signature
     /v1/manifest, /v1/manifest.sig           latest active version (header X-Model-Version)
     /v1/versions                             active versions
     /v1/versions/{n}/manifest[.sig]          one version; 410 when withdrawn
     /v1/artifacts/{n}/{name}                 ETag, If-None-Match -> 304, Range -> 206, If-Range
     /v1/versions/{n}/model-card              MODEL_CARD.md of a version built from device updates
-    POST /v1/updates                         Bearer token (401 unknown, 403 revoked); a checked JSON
-                                             head update (hub/device_updates.py); 202, and the next
-                                             version is built once min_updates have arrived
+    POST /v1/updates                         Bearer token (401 unknown, 403 revoked, 429 over its rate);
+                                             a checked JSON head update (hub/device_updates.py): 202
+                                             once stored, 200 for a resend of the same bytes, 409 for
+                                             a replay; a candidate is built once enough devices sent one
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import secrets
+import sqlite3
+import threading
 import time
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from edge_client.manifest import SAFE_NAME, manifest_etag
-from hub.aggregation import start_aggregation
+from edge_client.manifest import is_safe_name, manifest_etag
+from hub.aggregation import maybe_start
 from hub.device_updates import MAX_UPDATE_BYTES, UpdateRejected, check_update, read_config
+from hub.index import signed_index, signed_root
 from hub.ranges import etag_matches, parse_range
-from edge_client.fileio import atomic_write
 from hub.registry import Registry
+from hub.update_store import store_update
 
-__all__ = ["create_app", "MAX_BODY_BYTES"]
+__all__ = ["create_app", "MAX_BODY_BYTES", "RateLimiter"]
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_URL_CHARS = 2048
 CHUNK = 64 * 1024
+BUSY_TIMEOUT_S = 2.0
+RETRY_AFTER_S = 2
 
 
 def _error(status: int, message: str, **headers) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+
+class RateLimiter:
+    """A token bucket per device token: ``per_minute`` uploads a minute, bursts of the same size."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: int, per_minute: int, now: float | None = None) -> float:
+        """0 when allowed (and counted), else the seconds to wait."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            level, last = self._buckets.get(key, (float(per_minute), now))
+            level = min(float(per_minute), level + (now - last) * per_minute / 60.0)
+            if level < 1.0:
+                self._buckets[key] = (level, now)
+                return (1.0 - level) * 60.0 / per_minute
+            self._buckets[key] = (level - 1.0, now)
+            return 0.0
 
 
 def create_app(root: Path, *, max_body_bytes: int = MAX_BODY_BYTES,
@@ -56,14 +88,19 @@ def create_app(root: Path, *, max_body_bytes: int = MAX_BODY_BYTES,
     """
     root = Path(root)
     app = FastAPI(title="Dopamine model hub", docs_url=None, redoc_url=None, openapi_url=None)
+    limiter = RateLimiter()
 
-    @contextlib.contextmanager
-    def registry():
-        reg = Registry(root)
-        try:
-            yield reg
-        finally:
-            reg.close()
+    class registry:  # noqa: N801 - a context manager: one connection per request (thread)
+        def __enter__(self) -> Registry:
+            self.reg = Registry(root, migrate=False, busy_timeout=BUSY_TIMEOUT_S)
+            return self.reg
+
+        def __exit__(self, *exc) -> None:
+            self.reg.close()
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def database_busy(request: Request, exc: sqlite3.OperationalError):
+        return _error(503, f"the hub's database is busy ({exc}): retry shortly", **{"Retry-After": str(RETRY_AFTER_S)})
 
     @app.middleware("http")
     async def limits(request: Request, call_next):
@@ -83,10 +120,35 @@ def create_app(root: Path, *, max_body_bytes: int = MAX_BODY_BYTES,
         with registry() as reg:
             return {"status": "ok", "latest": reg.latest_active()}
 
+    def _signed(pair: tuple[bytes, bytes] | None, part: int, what: str) -> Response:
+        if pair is None:
+            return _error(404, f"this hub has no signed {what} yet (the operator runs `python -m hub delegate`)")
+        kind = "application/json" if part == 0 else "text/plain"
+        return Response(pair[part], media_type=kind, headers={"X-Signature": pair[1].decode().strip(),
+                                                               "Cache-Control": "no-store"})
+
+    @app.get("/v1/root.json")
+    def root_json():
+        return _signed(signed_root(root), 0, "root")
+
+    @app.get("/v1/root.sig")
+    def root_sig():
+        return _signed(signed_root(root), 1, "root")
+
+    @app.get("/v1/index.json")
+    def index_json():
+        return _signed(signed_index(root), 0, "model list")
+
+    @app.get("/v1/index.sig")
+    def index_sig():
+        return _signed(signed_index(root), 1, "model list")
+
     @app.get("/v1/versions")
     def versions():
         with registry() as reg:
-            return {"versions": [v for v in reg.versions() if v["status"] == "active"]}
+            return {"versions": [{k: v[k] for k in ("version", "created", "published", "status", "manifest_sha256")}
+                                 | {"test_build": bool(v["test_build"])}
+                                 for v in reg.versions() if v["status"] == "active"]}
 
     def _manifest_file(version: int | None, filename: str, request: Request) -> Response:
         with registry() as reg:
@@ -125,7 +187,7 @@ def create_app(root: Path, *, max_body_bytes: int = MAX_BODY_BYTES,
 
     @app.get("/v1/artifacts/{version}/{name}")
     def artifact(version: int, name: str, request: Request):
-        if not SAFE_NAME.match(name):
+        if not is_safe_name(name):
             return _error(400, "artifact name must be a plain file name")
         with registry() as reg:
             status = reg.status(version)
@@ -169,42 +231,44 @@ def create_app(root: Path, *, max_body_bytes: int = MAX_BODY_BYTES,
             return _error(404, f"no model card for version {version}")
         return Response(path.read_bytes(), media_type="text/markdown; charset=utf-8")
 
+    def _authenticate(token: str) -> tuple[str, int | None]:
+        with registry() as reg:
+            return reg.token_state(token) if token else ("unknown", None)
+
+    def _store(token_id: int, body: bytes) -> JSONResponse:
+        config = read_config(root)
+        with registry() as reg:
+            payload = check_update(body, current_version=reg.latest_active(), config=config)
+            status, answer = store_update(reg, token_id, body, payload)
+            if status == 202:
+                maybe_start(root, reg, answer["base_version"], config["min_updates"])
+        return JSONResponse(answer, status_code=status)
+
     @app.post("/v1/updates")
     async def upload(request: Request):
+        # Async only to stream the body under its cap; the database and checks run in the thread pool.
         auth = request.headers.get("authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-        with registry() as reg:
-            state, token_id = reg.token_state(token) if token else ("unknown", None)
+        state, token_id = await run_in_threadpool(_authenticate, token)
         if state == "revoked":
             return _error(403, "this device token was revoked")
         if state != "ok":
             return _error(401, "a valid device token is required", **{"WWW-Authenticate": "Bearer"})
+        per_minute = (await run_in_threadpool(read_config, root))["rate_limit_per_minute"]
+        wait = limiter.allow(token_id, per_minute)
+        if wait:
+            return _error(429, f"over {per_minute} uploads a minute for this device token",
+                          **{"Retry-After": str(max(1, int(wait + 0.999)))})
         cap = min(max_body_bytes, MAX_UPDATE_BYTES)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > cap:  # chunked bodies have no Content-Length
                 return _error(413, f"update over {cap} bytes")
-        with registry() as reg:
-            current = reg.latest_active()
         try:
-            payload = check_update(bytes(body), current_version=current)
+            return await run_in_threadpool(_store, token_id, bytes(body))
         except UpdateRejected as exc:
             return _error(exc.status, str(exc))
-        digest = hashlib.sha256(body).hexdigest()
-        final = root / "updates" / f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}.json"
-        atomic_write(final, bytes(body))
-        with registry() as reg:
-            update_id = reg.record_update(token_id, final, len(body), digest, base_version=payload["base_version"],
-                                          epsilon=payload["epsilon"], delta=payload["delta"])
-            waiting = len(reg.pending_updates(current))
-        needed = read_config(root)["min_updates"]
-        if waiting >= needed:
-            start_aggregation(root)
-        return JSONResponse({"id": update_id, "size": len(body), "sha256": digest, "base_version": current,
-                             "status": f"stored: {waiting} of {needed} updates for version {current}"
-                                       + ("; building the next version" if waiting >= needed else "")},
-                            status_code=202)
 
     return app
 

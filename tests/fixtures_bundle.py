@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import json
 import os
 import shutil
@@ -132,3 +133,93 @@ class HubProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def init_hub(root: Path, public_key: Path, *extra, private_key: Path | None = None) -> Path:
+    """`python -m hub init` plus `hub delegate` (devices refuse a hub without a signed model list).
+
+    Args:
+        root: the new hub folder. public_key: the publisher's public.key. extra: more `hub init`
+        flags. private_key: the publisher's private.key (default: private.key beside public_key);
+        it signs the delegation only and is not kept by the hub.
+    """
+    r = run_cli("hub", "init", "--root", root, "--publisher-key", public_key, *extra)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("hub", "delegate", "--root", root, "--signing-key", private_key or Path(public_key).parent / "private.key")
+    assert r.returncode == 0, r.stderr
+    return root
+
+
+def fake_update(base_version: int, *, seed: int, norm: float = 3.0, noise_multiplier: float = 2.0,
+                sample_rate: float = 0.5, steps: int = 50, delta: float = 1e-5) -> dict:
+    """A device update with consistent public constants and a random head change of L2 norm ``norm``.
+
+    Plumbing for hub tests that need many distinct, well-formed updates without training: its ε
+    is the RDP ε of its own σ, q and steps (what a device declares after one round).
+    """
+    import numpy as np
+
+    from edge_client.rdp import compute_epsilon
+
+    rng = np.random.default_rng(seed)
+    change = rng.standard_normal(5 * 512 + 5)
+    change *= norm / np.linalg.norm(change)
+    epsilon = compute_epsilon(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps, delta=delta)
+    return {"format": "dopamine-head-update", "format_version": 1, "base_version": base_version,
+            "created": "2026-11-28T18:00:00Z", "delta_weight": change[:2560].reshape(5, 512).tolist(),
+            "delta_bias": change[2560:].tolist(), "steps": steps, "epsilon": epsilon + 1e-9, "delta": delta,
+            "accountant": "rdp", "noise_multiplier": noise_multiplier, "sample_rate": sample_rate,
+            "clipping_norm": 1.0, "learning_rate": 0.1}
+
+
+class StaticMirror:
+    """A plain static HTTP server over a folder (what anyone can run with copies of a hub's public files)."""
+
+    def __init__(self, folder: Path) -> None:
+        import functools
+        import threading
+
+        handler = functools.partial(_QuietFiles, directory=str(folder))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> "StaticMirror":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+
+def mirror_copy(hub_url: str, folder: Path, versions: dict[int, list[str]]) -> Path:
+    """Copy a hub's public files into ``folder`` under the same URL paths (a mirror's snapshot).
+
+    Args:
+        versions: {version: [artifact names]} to copy with their manifests.
+    """
+    import requests
+
+    paths = ["/v1/root.json", "/v1/root.sig", "/v1/index.json", "/v1/index.sig"]
+    for version, names in versions.items():
+        paths += [f"/v1/versions/{version}/manifest", f"/v1/versions/{version}/manifest.sig"]
+        paths += [f"/v1/artifacts/{version}/{name}" for name in names]
+    signed = {}
+    for path in paths:
+        r = requests.get(hub_url + path, timeout=30)
+        assert r.status_code == 200, (path, r.status_code)
+        if path.endswith(".json") and "X-Signature" in r.headers:  # keep each document with ITS signature
+            signed[path[:-5] + ".sig"] = r.headers["X-Signature"].encode() + b"\n"
+        target = folder / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(signed.get(path, r.content))
+    return folder

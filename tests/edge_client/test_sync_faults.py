@@ -10,7 +10,7 @@ import resource
 import threading
 
 import pytest
-from fixtures_bundle import HubProcess, make_keys, run_cli, write_bundle
+from fixtures_bundle import HubProcess, init_hub, make_keys, run_cli, write_bundle
 from photos import fundus_photos, png_bytes
 
 from edge_client.api import EdgeClient
@@ -22,9 +22,7 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture()
 def hub_root(tmp_path, keys, onnx_model):
     sk, pub = keys
-    root = tmp_path / "hub"
-    assert run_cli("hub", "init", "--root", root, "--publisher-key", pub).returncode == 0
-    return root
+    return init_hub(tmp_path / "hub", pub)
 
 
 def publish(tmp_path, root, keys, onnx_model, version):
@@ -81,16 +79,18 @@ def test_second_sync_downloads_nothing_and_keys_are_pinned(tmp_path, hub_root, k
         first = client.sync(hub.url, public_key=keys[1])
         assert first.updated and first.version == 1
         again = client.sync(hub.url)
-        assert not again.updated and again.downloaded_bytes == 0
+        assert not again.updated and again.downloaded_bytes < 2000  # only the signed model list
         with pytest.raises(TrustError, match="differs from the key pinned"):
             client.sync(hub.url, public_key=other_pub)
-        # the hub now serves a version 2 manifest signed by another key
-        write_bundle(tmp_path / "evil", version=2, model_file=onnx_model, key=other_sk)
+        # the hub's files now hold a version 1 manifest signed by another key: the signed model
+        # list names the real manifest's sha256, so a new device refuses it before any signature check
+        write_bundle(tmp_path / "evil", version=1, model_file=onnx_model, key=other_sk, name="evil.onnx")
         vdir = hub_root / "versions" / "1"
         for name in ("manifest.json", "manifest.sig"):
             (vdir / name).write_bytes((tmp_path / "evil" / name).read_bytes())
-        with pytest.raises(TrustError, match="signature does not verify"):
-            client.sync(hub.url)
+        assert not client.sync(hub.url).updated  # the device already has the listed manifest
+        with pytest.raises(TrustError, match="not the one the signed model list names"):
+            EdgeClient(tmp_path / "phone2").sync(hub.url, public_key=keys[1])
     assert client.installed_model().version == 1
 
 
@@ -165,7 +165,7 @@ def test_downgrade_refused_and_corrupt_local_model_falls_back(tmp_path, hub_root
         assert client.sync(hub.url).version == 2  # sync repairs it
         assert client.diagnose(photo).model_version == 2
         assert run_cli("hub", "withdraw", "2", "--root", hub_root).returncode == 0
-        with pytest.raises(DowngradeError, match="older than the installed version 2"):
+        with pytest.raises(DowngradeError, match="older than version 2 this device already trusted"):
             client.sync(hub.url)
     assert client.installed_model().version == 2
 

@@ -1,5 +1,6 @@
 """Issue 8 end to end on loopback: devices train the head under DP, queue, approve, upload; the hub
-checks each update, aggregates, exports, publishes; a device syncs the new version.
+checks each update, builds a candidate version, an operator reviews and approves it (issue 13),
+the hub publishes it; a device syncs the new version.
 
 One trained-ish checkpoint and one export per session (64 px, ~300 synthetic images, a few epochs).
 """
@@ -81,18 +82,32 @@ def trained(tmp_path_factory):
     return work, devices
 
 
-def _hub(tmp_path, work, *, min_updates):
+def _hub(tmp_path, work, *, min_updates, extra=()):
     root = tmp_path / "hub"
     r = run_cli("hub", "init", "--root", root, "--publisher-key", work / "keys" / "public.key", "--signing-key",
                 work / "keys" / "private.key", "--min-updates", min_updates, "--export-formats", "tflite",
-                *[f"--export-arg={a}" for a in EXPORT_ARGS])
+                *[f"--export-arg={a}" for a in EXPORT_ARGS], *extra)
     assert r.returncode == 0, r.stderr
     assert (root / "private" / "signing.key").stat().st_mode & 0o777 == 0o600
+    assert (root / "private").stat().st_mode & 0o777 == 0o700  # made by init, before any upload
     r = run_cli("hub", "publish", work / "dist", "--root", root, "--checkpoint", work / "model.pt")
     assert r.returncode == 0, r.stderr
-    tokens = [run_cli("hub", "token", "issue", "--name", f"clinic-{d}", "--root", root).stdout.strip()
-              for d in range(DEVICES)]
+    tokens = []
+    for d in range(DEVICES):
+        out = tmp_path / f"token-{d}"
+        assert run_cli("hub", "token", "issue", "--name", f"clinic-{d}", "--root", root, "--out", out).returncode == 0
+        assert out.stat().st_mode & 0o777 == 0o600
+        tokens.append(out.read_text().strip())
     return root, tokens
+
+
+def _wait_for(predicate, what: str, root, seconds: float = 600):
+    for _ in range(int(seconds * 2)):
+        if predicate():
+            return
+        time.sleep(0.5)
+    log = root / "private" / "aggregate.log"
+    pytest.fail(f"no {what}: " + (log.read_text()[-2000:] if log.exists() else "no aggregate.log"))
 
 
 def _accuracy(client: EdgeClient, csvs) -> float:
@@ -133,12 +148,16 @@ def test_three_devices_train_upload_and_the_hub_publishes_the_next_version(tmp_p
         assert 4.9 < result["epsilon_spent"] <= 5.0 and result["base_version"] == 1
         listing = run_cli("edge_client", "updates", "list", "--home", homes[0]).stdout
         assert "pending" in listing
-        nothing = run_cli("edge_client", "updates", "upload", "--server", hub.url, "--token", tokens[0],
+        token_file = tmp_path / "token-0"
+        nothing = run_cli("edge_client", "updates", "upload", "--server", hub.url, "--token-file", token_file,
                           "--home", homes[0])
         assert "nothing approved" in nothing.stdout  # never uploaded without the user's approval
         assert run_cli("edge_client", "updates", "approve", str(result["update_id"]), "--home",
                        homes[0]).returncode == 0
-        up = run_cli("edge_client", "updates", "upload", "--server", hub.url, "--token", tokens[0], "--home", homes[0])
+        argv = run_cli("edge_client", "updates", "upload", "--server", hub.url, "--token", tokens[0], "--home", homes[0])
+        assert argv.returncode == 2 and "visible to every user" in argv.stderr  # never a token in argv (ps)
+        up = run_cli("edge_client", "updates", "upload", "--server", hub.url, "--home", homes[0],
+                     env={"DOPAMINE_HUB_TOKEN": tokens[0]})
         assert up.returncode == 0 and "uploaded" in up.stdout, up.stdout + up.stderr
 
         # devices 1 and 2 through the API (what the app's Train screen calls)
@@ -157,17 +176,24 @@ def test_three_devices_train_upload_and_the_hub_publishes_the_next_version(tmp_p
             assert report.uploaded == [res.update_id], report.messages
             assert client.pending_updates() == []
 
-        for _ in range(600):  # the hub exports the next version in the background
-            if any(v["version"] == 2 for v in requests.get(hub.url + "/v1/versions").json()["versions"]):
-                break
-            import time
-            time.sleep(0.5)
-        else:
-            pytest.fail("no version 2: " + (root / "private" / "aggregate.log").read_text()[-2000:])
+        # the hub builds a candidate in the background; nothing is signed or served before approval
+        _wait_for(lambda: "candidate version 2" in run_cli("hub", "pending", "--root", root).stdout,
+                  "candidate version 2", root)
+        assert [v["version"] for v in requests.get(hub.url + "/v1/versions").json()["versions"]] == [1]
+        assert not (root / "versions" / "2").exists()
+        pending = run_cli("hub", "pending", "--root", root).stdout
+        assert "updates from 3 devices" in pending and "top-1 agreement" in pending, pending
+        assert "privacy: ε = " in pending and "hub approve 2" in pending
+        approved = run_cli("hub", "approve", "2", "--root", root)
+        assert approved.returncode == 0 and "published version 2" in approved.stdout, approved.stderr
+        assert requests.get(hub.url + "/v1/index.json").json()["latest"] == 2
         card = requests.get(hub.url + "/v1/versions/2/model-card").text
         assert "no secure aggregation" in card and "one patient" in card and "noised head change" in card
-        per_device = re.search(r"Per device: \(ε ≤ ([0-9.]+), δ = 1e-05\)", card)
+        assert "3 devices" in card and "σ" not in card  # distinct devices; no per-device constants
+        per_device = re.search(r"device patients: \(ε ≤ ([0-9.]+), δ = 1e-05\)", card)
         assert per_device and 4.9 <= float(per_device.group(1)) <= 5.0, card[:600]
+        both = re.search(r"a patient in both: at most ε = ([0-9.]+), δ = 2e-05", card)
+        assert both and float(both.group(1)) >= 7.5 + 4.9, card  # composition (sum), not the max
         assert requests.get(hub.url + "/v1/artifacts/2/model.pt").status_code == 404  # the checkpoint stays private
         synced = EdgeClient(homes[0]).sync(hub.url)
         assert synced.updated and synced.version == 2
@@ -179,12 +205,11 @@ def test_three_devices_train_upload_and_the_hub_publishes_the_next_version(tmp_p
         assert report.rejected == [old.update_id] and "409" in report.messages[0]
         assert late.update_queue()[0].status == "rejected"
     model = EdgeClient(homes[0]).installed_model()
-    assert "device updates" in model.privacy_model and model.epsilon >= 5.0
+    assert "basic composition" in model.privacy_model and model.epsilon >= 7.5 + 4.9 and model.delta == 2e-05
     after = _accuracy(EdgeClient(homes[0]), csvs)
     print(f"\naccuracy on the devices' {DEVICES * PER_DEVICE} photos: v1 {before:.3f} -> v2 {after:.3f}")
     assert after >= before - 0.02
     assert (root / "private" / "checkpoints" / "2" / "model.pt").is_file()
-    assert "3 aggregated" not in run_cli("hub", "updates", "--root", root).stdout
     assert run_cli("hub", "updates", "--root", root).stdout.count("aggregated") == DEVICES
 
 
@@ -223,7 +248,7 @@ def test_bad_labels_are_reported_all_at_once(tmp_path, trained):
 
 def test_hub_rejects_bad_updates(tmp_path, trained):
     work, csvs = trained
-    root, tokens = _hub(tmp_path, work, min_updates=99)
+    root, tokens = _hub(tmp_path, work, min_updates=99, extra=("--rate-limit", "1000"))
     client = EdgeClient(tmp_path / "tablet")
     with HubProcess(root) as hub:
         client.sync(hub.url, public_key=work / "keys" / "public.key")
@@ -235,13 +260,21 @@ def test_hub_rejects_bad_updates(tmp_path, trained):
             body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             return requests.post(url, data=body, headers=headers)
 
-        assert post(good).status_code == 202
+        first = post(good)
+        assert first.status_code == 202
+        again = post(good)  # the same bytes again (an answer lost): the same record, not a second update
+        assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
         cases = {
-            400: [b"{not json"],
+            400: [b"{not json", b"[" * 100_000 + b"]" * 100_000],  # deep nesting: 400, not a 500
             422: [{**good, "delta_weight": good["delta_weight"][:4]}, {**good, "delta_bias": [0.0] * 6},
                   {**good, "format": "other"}, {**good, "accountant": "prv"}, {**good, "epsilon": -1},
-                  {**good, "delta_weight": [[float("nan")] * 512] * 5}],
-            409: [{**good, "base_version": 0}],
+                  {**good, "delta_weight": [[float("nan")] * 512] * 5},
+                  {**good, "delta_weight": [[999.0] * 512] * 5},  # far over the DP-SGD norm bound
+                  {**good, "seeded": True}, {**good, "delta": 1e-3},  # δ not below 1/N for N = 10 000
+                  {**good, "epsilon": 0.01},  # less than its own σ, q and steps cost
+                  {**good, "learning_rate": 5.0}],  # over the hub's public limit
+            409: [{**good, "base_version": 0},
+                  {**good, "created": "2030-01-01T00:00:00Z"}],  # the same head change, other metadata: a replay
             413: [json.dumps({**good, "pad": "x" * 300_000}).encode()],
         }
         for status, payloads in cases.items():
@@ -252,9 +285,11 @@ def test_hub_rejects_bad_updates(tmp_path, trained):
         assert post(good, {}).status_code == 401
         assert run_cli("hub", "token", "revoke", "clinic-0", "--root", root).returncode == 0
         assert post(good).status_code == 403
-        # the device keeps an update refused for its token, to retry with a valid one
+        # the device keeps an update refused for its token, to retry with a valid one ...
         client.approve_update(res.update_id)
         assert client.upload_updates(hub.url, tokens[0]).waiting == [res.update_id]
-        assert client.upload_updates(hub.url, tokens[1]).uploaded == [res.update_id]
+        # ... but this head change already came in through the revoked token: another token cannot replay it
+        replay = client.upload_updates(hub.url, tokens[1])
+        assert replay.rejected == [res.update_id] and "replayed" in replay.messages[0], replay.messages
     listing = run_cli("hub", "updates", "--root", root).stdout
-    assert listing.count("pending") == 2  # only the good updates were stored
+    assert listing.count("revoked") == 1 and listing.count("pending") == 0  # revocation dropped its update
