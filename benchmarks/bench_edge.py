@@ -46,7 +46,11 @@ def main() -> int:
         dist, key = args.dist, args.key
     hub_root = work / "hub"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for cmd in (["init", "--root", hub_root, "--publisher-key", key], ["publish", dist, "--root", hub_root]):
+    # `delegate` signs the hub's model list (devices refuse a hub without one); its private key
+    # is the publisher's, beside --key
+    for cmd in (["init", "--root", hub_root, "--publisher-key", key],
+                ["delegate", "--root", hub_root, "--signing-key", Path(key).parent / "private.key"],
+                ["publish", dist, "--root", hub_root]):
         subprocess.run([sys.executable, "-m", "hub", *map(str, cmd)], check=True, env=env, cwd=ROOT)
     photos = [png_bytes(img) for img in fundus_photos(args.runs + 1, size=512, seed=7)]
     rows = []

@@ -148,7 +148,7 @@ class EdgeClient:
 
     def sync(self, server_url: str, *, public_key: bytes | str | Path | None = None,
              progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None,
-             ca_file: str | None = None) -> SyncResult:
+             ca_file: str | None = None, insecure_http: bool = False) -> SyncResult:
         """Fetch and install the hub's latest model (see ``edge_client.sync.sync``).
 
         Args:
@@ -164,7 +164,7 @@ class EdgeClient:
 
         key = public_key if isinstance(public_key, (bytes, type(None))) else read_public_key(public_key)
         result = _sync(self.store, server_url, public_key=key, progress=progress, cancel=cancel,
-                       fetcher=Fetcher(server_url, ca_file=ca_file))
+                       fetcher=Fetcher(server_url, ca_file=ca_file, insecure_http=insecure_http))
         if result.updated:
             self._runtime = None
             self.notice = None
@@ -357,7 +357,13 @@ class EdgeClient:
         with self._queue() as q:
             q.discard(update_id)
 
-    def upload_updates(self, server_url: str, token: str, *, ca_file: str | None = None) -> UploadReport:
-        """Upload every approved update with the device's token; offline ones wait for the next call."""
+    def upload_updates(self, server_url: str, token: str, *, ca_file: str | None = None,
+                       insecure_http: bool = False) -> UploadReport:
+        """Upload every approved update with the device's token; offline ones wait for the next call.
+        Plain http:// to another host is refused unless ``insecure_http`` (the token would travel in clear)."""
         with self._queue() as q:
-            return q.upload(server_url, token, ca_file=ca_file)
+            return q.upload(server_url, token, ca_file=ca_file, insecure_http=insecure_http)
+
+    def model_list_status(self):
+        """The signed model list: .state fresh/stale/expired/none, .expires, .message (for banners)."""
+        return self.store.index_status()

@@ -115,7 +115,7 @@ def _config_flags(s: argparse.ArgumentParser) -> None:
     _flag(s, "--device-patient-cap", type=int, help="public cap N on patients per device: updates need delta < 1/N")
     _flag(s, "--index-ttl", type=int, dest="index_ttl_seconds", help="lifetime of the signed model list, seconds")
     _flag(s, "--rate-limit", type=int, dest="rate_limit_per_minute", help="uploads per device token per minute")
-    _flag(s, "--min-expected-batch", type=float, help="public floor on a device's expected batch (norm bound)")
+    _flag(s, "--min-batch-divisor", type=float, help="public floor on a device's step divisor B (norm bound)")
     s.add_argument("--auto-approve", action=argparse.BooleanOptionalAction, default=None,
                    help="publish candidates without `hub approve` when held-out accuracy does not drop")
     s.add_argument("--allow-seeded", action=argparse.BooleanOptionalAction, default=None,
@@ -127,7 +127,7 @@ def _configure(args, *, init: bool = False) -> None:
     from hub.index import delegate, has_index
 
     keys = ("min_updates", "export_formats", "export_args", "validation_data", "robust_mean", "device_patient_cap",
-            "index_ttl_seconds", "rate_limit_per_minute", "min_expected_batch", "auto_approve", "allow_seeded")
+            "index_ttl_seconds", "rate_limit_per_minute", "min_batch_divisor", "auto_approve", "allow_seeded")
     try:
         if args.validation_data is not None and not Path(args.validation_data).is_dir():
             raise ValueError(f"{args.validation_data}: --validation-data folder not found")

@@ -40,14 +40,14 @@ DEFAULT_CONFIG = {
     # Public limits on a device round's constants (the device's RoundSettings must fit): the
     # norm bound below follows from them, so a device cannot widen it by declaring more.
     "max_clipping_norm": 1.0, "max_learning_rate": 0.1, "max_steps": 100, "max_noise_multiplier": 100.0,
-    "min_expected_batch": 1.0,         # public floor on a device's expected batch q·N (norm bound)
+    "min_batch_divisor": 1.0,          # public floor on a device's step divisor B (norm bound)
     "robust_mean": "norm-clipped",     # see hub/robust.py
     "auto_approve": False,             # publish a candidate without `hub approve` (needs validation_data)
     "validation_data": None,           # the hub's held-out labelled set (APTOS layout)
     "allow_seeded": False,             # build from a seeded (test) base checkpoint, marked test build
 }
 _TYPES = {"min_updates": int, "minimum_version": int, "index_ttl_seconds": int, "device_patient_cap": int,
-          "rate_limit_per_minute": int, "min_expected_batch": (int, float), "auto_approve": bool,
+          "rate_limit_per_minute": int, "min_batch_divisor": (int, float), "auto_approve": bool,
           "allow_seeded": bool, "export_formats": str, "max_clipping_norm": (int, float),
           "max_learning_rate": (int, float), "max_steps": int, "max_noise_multiplier": (int, float)}
 
@@ -86,8 +86,8 @@ def read_config(root: Path) -> dict:
     for key in ("max_clipping_norm", "max_learning_rate", "max_noise_multiplier"):
         if not 0 < config[key] < math.inf:
             raise ValueError(f"{path}: {key} must be a positive number, got {config[key]!r}")
-    if config["minimum_version"] < 0 or not config["min_expected_batch"] >= 1:
-        raise ValueError(f"{path}: minimum_version must be >= 0 and min_expected_batch >= 1")
+    if config["minimum_version"] < 0 or not config["min_batch_divisor"] > 0:
+        raise ValueError(f"{path}: minimum_version must be >= 0 and min_batch_divisor > 0")
     if config["robust_mean"] not in ROBUST_MEANS:
         raise ValueError(f"{path}: robust_mean must be one of {sorted(ROBUST_MEANS)}, got {config['robust_mean']!r}")
     if not isinstance(config["export_args"], list) or not all(isinstance(a, str) for a in config["export_args"]):
@@ -224,6 +224,11 @@ def check_update(body: bytes, *, current_version: int | None, config: dict | Non
         raise UpdateRejected(422, f"field 'delta' {payload['delta']:g} must be below 1/N = {1 / cap:g} for the "
                                   f"hub's public cap N = {cap} patients per device (hub.json device_patient_cap)")
     _number(payload, "sample_rate", low=0, high=1)
+    _number(payload, "batch_divisor", low=0, high=1e6)
+    if payload["batch_divisor"] < config["min_batch_divisor"]:
+        raise UpdateRejected(422, f"field 'batch_divisor' {payload['batch_divisor']:g} is below the hub's floor "
+                                  f"{config['min_batch_divisor']:g} (hub.json min_batch_divisor)")
+    _number(payload, "max_patients", low=0, high=cap, integer=True)
     for key in ("noise_multiplier", "clipping_norm", "learning_rate"):
         _number(payload, key, low=0, high=config[f"max_{key}"])
     if payload.get("accountant") != "rdp":
@@ -236,7 +241,8 @@ def check_update(body: bytes, *, current_version: int | None, config: dict | Non
     norm = float(np.linalg.norm(update_vector(payload)))
     bound = update_norm_bound(clipping_norm=payload["clipping_norm"], learning_rate=payload["learning_rate"],
                               steps=payload["steps"], noise_multiplier=payload["noise_multiplier"],
-                              min_expected_batch=float(config["min_expected_batch"]))
+                              batch_divisor=float(payload["batch_divisor"]),
+                              max_expected_batch=float(payload["sample_rate"]) * cap)
     if norm > bound:
         raise UpdateRejected(422, f"head change norm {norm:.4g} is over {bound:.4g}, the most DP-SGD with its declared "
                                   f"C, learning rate, steps and sigma can produce: refused")

@@ -4,13 +4,15 @@ Two defences against a poisoning device, in order:
 
 1. **A norm bound per update** (``update_norm_bound``), derived from the update's own declared
    DP-SGD constants, each capped by the hub's public limits. The device's change is
-   Δ = -lr Σ_t (S_t + Z_t) / E over T steps, with S_t the sum of the sampled patients' clipped
-   gradients (each of norm <= C), Z_t ~ N(0, σ²C² I_D) and E = q·N >= E_min its expected batch.
-   Then ||Σ_t S_t|| <= C Σ_t |B_t|, and Σ_t |B_t| (Poisson sampling) exceeds T·E + k√(T·E) + k²
-   with probability <= exp(-k²/2) (Bernstein); ||Σ_t Z_t|| exceeds σC√T (√D + k) with
-   probability <= exp(-k²/2) (Gaussian concentration). So, with k = 8, an honest device exceeds
+   Δ = -lr Σ_t (S_t + Z_t) / B over T steps, with S_t the sum of the sampled patients' clipped
+   gradients (each of norm <= C), Z_t ~ N(0, σ²C² I_D) and B the public `batch_divisor` (a
+   constant, not q·N: edge_client/head_training.py). A device holds at most N_max patients (the
+   hub's public cap), so a step samples |B_t| ~ Bin(N, q) with mean at most M = q·N_max. Then
+   ||Σ_t S_t|| <= C Σ_t |B_t|, and Σ_t |B_t| exceeds T·M + k√(T·M) + k² with probability
+   <= exp(-k²/2) (Bernstein); ||Σ_t Z_t|| exceeds σC√T (√D + k) with probability <= exp(-k²/2)
+   (Gaussian concentration). So, with k = 8, an honest device exceeds
 
-       lr·C·[T + k√(T/E_min) + k²/E_min + σ√T (√D + k) / E_min]
+       lr·C·[T·M + k√(T·M) + k² + σ√T (√D + k)] / B
 
    with probability below 2e-14. Anything above it is not what the device's DP training made.
 
@@ -36,24 +38,27 @@ TAIL_K = 8.0
 
 
 def update_norm_bound(*, clipping_norm: float, learning_rate: float, steps: int, noise_multiplier: float,
-                      min_expected_batch: float = 1.0, dim: int = HEAD_DIM, k: float = TAIL_K) -> float:
+                      batch_divisor: float, max_expected_batch: float, dim: int = HEAD_DIM,
+                      k: float = TAIL_K) -> float:
     """The largest L2 norm an honest device's head change reaches (except with probability < 2e^(-k²/2)).
 
     Args:
-        clipping_norm: C. learning_rate: lr. steps: T. noise_multiplier: σ. min_expected_batch:
-        a public floor on q·N (E_min >= 1). dim: number of parameters. k: tail width.
+        clipping_norm: C. learning_rate: lr. steps: T. noise_multiplier: σ. batch_divisor: B, the
+        public constant each step's noised sum is divided by. max_expected_batch: M = q·N_max, the
+        most patients a step samples on average on a device within the hub's cap. dim: number of
+        parameters. k: tail width.
 
     Raises:
-        ValueError: a non-positive C, lr, steps or E_min, or a negative σ.
+        ValueError: a non-positive C, lr, steps, B or M, or a negative σ.
     """
-    if not (clipping_norm > 0 and learning_rate > 0 and steps >= 1 and min_expected_batch >= 1
-            and noise_multiplier >= 0):
-        raise ValueError("clipping_norm, learning_rate, steps must be > 0, min_expected_batch >= 1, "
+    if not (clipping_norm > 0 and learning_rate > 0 and steps >= 1 and batch_divisor > 0
+            and max_expected_batch > 0 and noise_multiplier >= 0):
+        raise ValueError("clipping_norm, learning_rate, steps, batch_divisor and max_expected_batch must be > 0, "
                          "noise_multiplier >= 0")
-    t, e = float(steps), float(min_expected_batch)
-    signal = t + k * math.sqrt(t / e) + k * k / e
-    noise = noise_multiplier * math.sqrt(t) * (math.sqrt(dim) + k) / e
-    return learning_rate * clipping_norm * (signal + noise)
+    t, m = float(steps), float(max_expected_batch)
+    signal = t * m + k * math.sqrt(t * m) + k * k
+    noise = noise_multiplier * math.sqrt(t) * (math.sqrt(dim) + k)
+    return learning_rate * clipping_norm * (signal + noise) / batch_divisor
 
 
 def plain_mean(updates: np.ndarray) -> np.ndarray:

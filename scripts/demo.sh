@@ -28,7 +28,7 @@ $PY -m export keygen --out "$D/keys"
 $PY -m export all --checkpoint "$D/runs/dopamine/model.pt" --out "$D/dist" --key "$D/keys/private.key"
 
 echo "== 4/5 publish to a local model hub"
-$PY -m hub init --root "$D/hub" --publisher-key "$D/keys/public.key"
+$PY -m hub init --root "$D/hub" --publisher-key "$D/keys/public.key" --signing-key "$D/keys/private.key"
 $PY -m hub publish "$D/dist" --root "$D/hub"
 $PY -m hub serve --root "$D/hub" --host 127.0.0.1 --port "$PORT" > "$D/hub.log" 2>&1 &
 HUB_PID=$!

@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 import pytest
-from fixtures_bundle import HubProcess, run_cli
+from fixtures_bundle import HubProcess, init_hub, run_cli
 from photos import fundus_photos, png_bytes
 
 from edge_client.preprocess import PreprocessConfig, preprocess_image
@@ -39,7 +39,7 @@ def test_publish_sync_diagnose_real_bundle(tmp_path, real_dist):
     hub_root, home, photo = tmp_path / "hub", tmp_path / "phone", tmp_path / "photo.png"
     img = fundus_photos(1, size=256, seed=1)[0]
     photo.write_bytes(png_bytes(img))
-    assert run_cli("hub", "init", "--root", hub_root, "--publisher-key", real_dist / "keys" / "public.key").returncode == 0
+    init_hub(hub_root, real_dist / "keys" / "public.key")
     assert run_cli("hub", "publish", real_dist / "dist", "--root", hub_root).returncode == 0
     with HubProcess(hub_root) as hub:
         r = run_cli("edge_client", "sync", "--server", hub.url, "--key", real_dist / "keys" / "public.key",

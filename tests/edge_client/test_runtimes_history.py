@@ -1,7 +1,7 @@
 """Runtime glue (int8 quantization, layouts, output matching, selection) and the device history."""
 import numpy as np
 import pytest
-from fixtures_bundle import HubProcess, run_cli, write_bundle
+from fixtures_bundle import HubProcess, init_hub, run_cli, write_bundle
 from photos import fundus_photos, png_bytes
 
 from edge_client.api import EdgeClient
@@ -46,7 +46,7 @@ def test_history_delete_keep_photo_and_no_model(tmp_path, keys, onnx_model):
     with pytest.raises(ModelNotInstalled, match="run sync"):
         client.diagnose(photo)
     root = tmp_path / "hub"
-    assert run_cli("hub", "init", "--root", root, "--publisher-key", keys[1]).returncode == 0
+    init_hub(root, keys[1])
     write_bundle(tmp_path / "d1", version=1, model_file=onnx_model, key=keys[0])
     assert run_cli("hub", "publish", tmp_path / "d1", "--root", root).returncode == 0
     with HubProcess(root) as hub:

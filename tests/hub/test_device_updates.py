@@ -140,7 +140,7 @@ def test_three_devices_train_upload_and_the_hub_publishes_the_next_version(tmp_p
         before = _accuracy(EdgeClient(homes[0]), csvs)
 
         # device 0 through the CLI: train, list, approve, upload
-        r = run_cli("edge_client", "train", "--labels", csvs[0], "--epsilon", "5", "--seed", "0", "--json",
+        r = run_cli("edge_client", "train", "--labels", csvs[0], "--epsilon", "5", "--json",
                     "--home", homes[0])
         assert r.returncode == 0, r.stderr
         result = json.loads(r.stdout)
@@ -164,7 +164,7 @@ def test_three_devices_train_upload_and_the_hub_publishes_the_next_version(tmp_p
         for d in (1, 2):
             client = EdgeClient(homes[d])
             stages = []
-            res = client.train_round(csvs[d], "federated", 5.0, seed=d, progress=lambda s, i, n: stages.append(s))
+            res = client.train_round(csvs[d], "federated", 5.0, progress=lambda s, i, n: stages.append(s))
             assert stages[0] == "features" and stages[-1] == "training"
             assert [u.id for u in client.pending_updates()] == [res.update_id]
             client.approve_update(res.update_id)
@@ -199,7 +199,7 @@ def test_three_devices_train_upload_and_the_hub_publishes_the_next_version(tmp_p
         assert synced.updated and synced.version == 2
         # device 1 has not synced: its next update is for version 1, which the hub refuses
         late = EdgeClient(homes[1])
-        old = late.train_round(csvs[1], "federated", 2.0, seed=5)
+        old = late.train_round(csvs[1], "federated", 2.0)
         late.approve_update(old.update_id)
         report = late.upload_updates(hub.url, tokens[1])
         assert report.rejected == [old.update_id] and "409" in report.messages[0]
@@ -231,7 +231,7 @@ def test_personal_head_is_used_for_diagnoses_and_shares_the_budget(tmp_path, tra
     status = client.budget_status(csvs[1])
     assert status.rounds == 1 and 4.9 < status.spent <= 5.0
     with pytest.raises(BudgetExceeded, match="over its budget"):  # federated draws from the same budget
-        client.train_round(csvs[1], "federated", 5.0, settings=settings, seed=1)
+        client.train_round(csvs[1], "federated", 5.0, settings=settings)
     r = run_cli("edge_client", "train", "--labels", csvs[1], "--budget", "6", "--home", home)
     assert r.returncode == 2 and "over its budget" in r.stderr and "Traceback" not in r.stderr
 
@@ -240,7 +240,7 @@ def test_bad_labels_are_reported_all_at_once(tmp_path, trained):
     work, csvs = trained
     bad = csvs[0].parent / "bad.csv"
     good = csvs[0].read_text().splitlines()[1]
-    bad.write_text(f"image,grade\n{good.split(',')[0]},7\nmissing.png,1\n{good.split(',')[0]},x\n")
+    bad.write_text(f"image,grade,patient\n{good.split(',')[0]},7,p1\nmissing.png,1,p2\n{good.split(',')[0]},x,p3\n")
     r = run_cli("edge_client", "train", "--labels", bad, "--home", tmp_path / "t")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "row 2" in r.stderr and "row 3" in r.stderr and "row 4" in r.stderr
@@ -252,7 +252,7 @@ def test_hub_rejects_bad_updates(tmp_path, trained):
     client = EdgeClient(tmp_path / "tablet")
     with HubProcess(root) as hub:
         client.sync(hub.url, public_key=work / "keys" / "public.key")
-        res = client.train_round(csvs[2], "federated", 5.0, seed=2)
+        res = client.train_round(csvs[2], "federated", 5.0)
         good = client.update_payload(res.update_id)
         url, auth = hub.url + "/v1/updates", {"Authorization": f"Bearer {tokens[0]}"}
 

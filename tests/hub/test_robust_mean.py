@@ -35,7 +35,8 @@ def honest():
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((CLASSES, DIM)) * SEPARATION
     sigma = calibrate_noise_multiplier(target_epsilon=5.0, sample_rate=0.5, steps=50, delta=1e-5)
-    config = DPConfig(noise_multiplier=sigma, sample_rate=0.5, steps=50, clipping_norm=1.0, learning_rate=0.1)
+    config = DPConfig(noise_multiplier=sigma, sample_rate=0.5, steps=50, clipping_norm=1.0, learning_rate=0.1,
+                      batch_divisor=16.0)
     updates = []
     for device in range(HONEST):
         feats, labels = _features(rng, centres, PATIENTS)
@@ -43,7 +44,9 @@ def honest():
         head = train_head(zero, feats, labels, np.arange(PATIENTS), config=config, rng=SeededRandom(device))
         updates.append(np.concatenate([head.weight.ravel(), head.bias]))
     test = _features(rng, centres, 2000)
-    bound = update_norm_bound(clipping_norm=1.0, learning_rate=0.1, steps=50, noise_multiplier=sigma)
+    # The hub's bound at its default cap of 10 000 patients per device: the attacker sits at it.
+    bound = update_norm_bound(clipping_norm=1.0, learning_rate=0.1, steps=50, noise_multiplier=sigma,
+                              batch_divisor=16.0, max_expected_batch=0.5 * 10_000)
     return np.stack(updates), test, bound
 
 
