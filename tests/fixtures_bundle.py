@@ -169,7 +169,8 @@ def fake_update(base_version: int, *, seed: int, norm: float = 3.0, noise_multip
             "created": "2026-11-28T18:00:00Z", "delta_weight": change[:2560].reshape(5, 512).tolist(),
             "delta_bias": change[2560:].tolist(), "steps": steps, "epsilon": epsilon + 1e-9, "delta": delta,
             "accountant": "rdp", "noise_multiplier": noise_multiplier, "sample_rate": sample_rate,
-            "clipping_norm": 1.0, "learning_rate": 0.1}
+            "batch_divisor": 16.0, "clipping_norm": 1.0, "learning_rate": 0.1, "epsilon_budget": 10.0,
+            "max_patients": 10_000, "seeded": False}
 
 
 class StaticMirror:
