@@ -130,12 +130,12 @@ def verdict(m: QualityReport, thresholds: dict | None = None) -> tuple[str, str]
     retina_colours = m.red_share >= t["min_red_share"] and m.warm_fraction >= t["min_warm_fraction"]
     not_fundus = ("not_fundus", "this is not a colour fundus photo (a person, an object, a document, a screen "
                                 "or a chart?): photograph the retina through the fundus lens")
-    if m.contrast < t["min_contrast"]:
-        return "blank", (f"the photo is blank (contrast {m.contrast:.1f}, needs {t['min_contrast']:.0f}): "
-                         "check the lens cap and the camera's light, then retake")
     if m.brightness < t["min_brightness"]:
         return "too_dark", (f"photo too dark (brightness {m.brightness:.0f}, needs {t['min_brightness']:.0f}): "
                             "use the camera's light and retake")
+    if m.contrast < t["min_contrast"]:
+        return "blank", (f"the photo is blank (contrast {m.contrast:.1f}, needs {t['min_contrast']:.0f}): "
+                         "check the lens cap and the camera's light, then retake")
     if m.chroma < t["min_chroma"]:
         if not circle:
             return not_fundus
