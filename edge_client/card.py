@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from edge_client.privacy_figures import guarantee_text
-from edge_client.referral import ReferralRule, temperature_of
+from edge_client.referral import ReferralRule, percent, temperature_of
 
 __all__ = ["ModelCard", "SCREENING_NOTE"]
 
@@ -82,9 +82,9 @@ class ModelCard:
 
     def validation_line(self) -> str:
         """One line on the referral threshold's sensitivity and specificity."""
-        t = "the default threshold" if self.threshold is None else f"P(referable) >= {self.threshold:.0%}"
+        t = "the default threshold" if self.threshold is None else f"P(referable) >= {percent(self.threshold)}"
         figures = ("" if self.sensitivity is None or self.specificity is None else
-                   f"sensitivity {self.sensitivity:.0%}, specificity {self.specificity:.0%} at {t}")
+                   f"sensitivity {percent(self.sensitivity)}, specificity {percent(self.specificity)} at {t}")
         if self.validated:
             return f"Validated: {figures} ({self.validation_source})"
         if figures:
