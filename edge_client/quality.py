@@ -5,7 +5,8 @@ their own size), counting only pixels that come from the photo (not the crop's b
   * fundus circle: the share of the central disc that is bright, and the share of the square's
     corners (outside the circle) that is bright: a fundus is a bright disc on black; a scene, a
     document or a screen is bright into the corners;
-  * exposure: mean gray level of the fundus pixels, and the share of them burnt out to white;
+  * exposure: mean gray level of the fundus pixels, and the share of them whose green channel is
+    burnt out (>= 245): green carries the vessels' and lesions' contrast, red saturates first anyway;
   * colour: a retina photographed in white light is red-orange. Chroma (how far from gray), the
     red and green shares of R+G+B, and the share of pixels with retina hues (red the strongest channel) tell a
     colour fundus photo from a grayscale or red-free one and from most scenes;
@@ -31,7 +32,7 @@ ANALYSIS_SIZE = 224
 DEFAULTS = {"min_fundus_fraction": 0.6, "min_brightness": 20.0, "max_brightness": 235.0,
             "min_sharpness": 5.0, "max_outside_fraction": 0.35, "min_contrast": 4.0,
             "min_chroma": 0.15, "min_red_share": 0.40, "min_warm_fraction": 0.75,
-            "max_white_fraction": 0.25}
+            "max_burnt_fraction": 0.25}
 # Every reason a refusal can carry (the image gate's, then edge_client.ood's and the clinic rule's).
 REASONS = ("blank", "too_dark", "grayscale", "red_free", "not_fundus", "no_fundus", "too_bright",
            "blurry", "out_of_distribution", "ungradable")
@@ -49,7 +50,7 @@ class QualityReport:
     red_share: float = 0.0
     green_share: float = 0.0
     warm_fraction: float = 0.0
-    white_fraction: float = 0.0
+    burnt_fraction: float = 0.0
 
     def to_dict(self) -> dict:
         return {k: round(v, 4) for k, v in asdict(self).items()}
@@ -90,7 +91,9 @@ def measure(rgb: np.ndarray, cfg: PreprocessConfig) -> QualityReport:
         The QualityReport (see the module docstring). With no photo pixel in the corners (a
         strip-shaped photo), outside_fraction is 0: the other measures decide.
     """
-    img, valid = _crop(np.ascontiguousarray(rgb), cfg.crop_threshold)
+    rgb = np.ascontiguousarray(rgb)
+    img, valid = _crop(rgb, cfg.crop_threshold)
+    step = max(1, min(rgb.shape[:2]) // ANALYSIS_SIZE)  # the whole frame, subsampled
     s = img.shape[0]
     gray = img @ _GRAY
     bright = img.max(axis=2) > cfg.crop_threshold
@@ -109,11 +112,11 @@ def measure(rgb: np.ndarray, cfg: PreprocessConfig) -> QualityReport:
     r, g, b = px[:, 0], px[:, 1], px[:, 2]
     return QualityReport(
         fundus_fraction=float(fundus.sum() / disc.sum()), outside_fraction=outside,
-        brightness=brightness, sharpness=sharpness, contrast=float(gray[valid].std()),
+        brightness=brightness, sharpness=sharpness, contrast=float((rgb[::step, ::step].astype(np.float32) @ _GRAY).std()),
         chroma=float((px.max(axis=1) - px.min(axis=1)).mean() / max(float(px.mean()), 1e-3)),
         red_share=float((r / total).mean()), green_share=float((g / total).mean()),
         warm_fraction=float(((r >= g) & (r >= b) & (r > np.minimum(g, b) + 20)).mean()),
-        white_fraction=float((px.min(axis=1) >= 245).mean()))
+        burnt_fraction=float((g >= 245).mean()))
 
 
 def verdict(m: QualityReport, thresholds: dict | None = None) -> tuple[str, str] | None:
@@ -128,11 +131,16 @@ def verdict(m: QualityReport, thresholds: dict | None = None) -> tuple[str, str]
     t = {**DEFAULTS, **(thresholds or {})}
     circle = m.fundus_fraction >= t["min_fundus_fraction"] and m.outside_fraction <= t["max_outside_fraction"]
     retina_colours = m.red_share >= t["min_red_share"] and m.warm_fraction >= t["min_warm_fraction"]
+    too_bright = ("too_bright", f"photo overexposed (brightness {m.brightness:.0f}, {m.burnt_fraction:.0%} burnt "
+                                f"out): lower the flash and retake")
     not_fundus = ("not_fundus", "this is not a colour fundus photo (a person, an object, a document, a screen "
                                 "or a chart?): photograph the retina through the fundus lens")
     if m.brightness < t["min_brightness"]:
         return "too_dark", (f"photo too dark (brightness {m.brightness:.0f}, needs {t['min_brightness']:.0f}): "
                             "use the camera's light and retake")
+    burnt = m.brightness > t["max_brightness"] or m.burnt_fraction > t["max_burnt_fraction"]
+    if burnt and circle:  # a burnt-out fundus has lost its colours: say so before judging them
+        return too_bright
     if m.contrast < t["min_contrast"]:
         return "blank", (f"the photo is blank (contrast {m.contrast:.1f}, needs {t['min_contrast']:.0f}): "
                          "check the lens cap and the camera's light, then retake")
@@ -150,9 +158,8 @@ def verdict(m: QualityReport, thresholds: dict | None = None) -> tuple[str, str]
         return "no_fundus", (f"no fundus circle found (disc {m.fundus_fraction:.0%} bright, corners "
                              f"{m.outside_fraction:.0%} bright): photograph the retina through the fundus lens, "
                              "centred, with the black border around it")
-    if m.brightness > t["max_brightness"] or m.white_fraction > t["max_white_fraction"]:
-        return "too_bright", (f"photo overexposed (brightness {m.brightness:.0f}, {m.white_fraction:.0%} burnt "
-                              f"out): lower the flash and retake")
+    if burnt:
+        return too_bright
     if m.sharpness < t["min_sharpness"]:
         return "blurry", (f"photo too blurry (sharpness {m.sharpness:.1f}, needs {t['min_sharpness']:.1f}): "
                           "hold still, focus and retake")
