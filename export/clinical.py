@@ -246,11 +246,12 @@ def _fmt(v, spec: str = ".3f") -> str:
 def render_markdown(s: dict) -> str:
     """clinical.md: the referral threshold, calibration and OOD figures, for people."""
     r, c, o, v = s["referral"], s["calibration"], s["ood"], s["referral"]["validation"]
+    status = "VALIDATED" if v["validated"] else "NOT VALIDATED (no real patients' photos)"
     lines = ["# Clinical figures chosen at export", "",
              f"- refer when calibrated P(grade >= {r['refer_at_grade']}) >= **{r['threshold']:.4f}** "
              f"({'chosen for target sensitivity ' + format(r['target_sensitivity'], '.2f') if v['threshold_chosen'] else 'set by --referral-threshold'}); "
              f"uncertain band [{r['threshold']:.4f}, {r['uncertain_upper']:.4f}) headlines \"Uncertain: refer\"",
-             f"- {'VALIDATED' if v['validated'] else "NOT VALIDATED (no real patients' photos)"}: "
+             f"- {status}: "
              f"sensitivity {_fmt(v['sensitivity'])} (95 % lower {_fmt(v['sensitivity_lower95'])}, "
              f"{v['tp']}/{v['positives']}), specificity {_fmt(v['specificity'])} (95 % lower "
              f"{_fmt(v['specificity_lower95'])}, {v['tn']}/{v['n'] - v['positives']}) on {v['source']}",
