@@ -216,7 +216,8 @@ def export_all(opts: ExportOptions, *, log=print) -> Path:
                               "nothing written (pass --force to export anyway)")
         referral, calib, ood, clinical_report = clinical.clinical_blocks(
             module, cfg, opts.clinical_opts, referral, out=build, artifact_outputs=outputs, parity_labels=test_y,
-            parity_public=opts.test_dir is None, log=log)
+            parity_public=opts.test_dir is None, log=log,
+            public_images={} if opts.calibration_dir else {"the int8 calibration photos": calib})
         manifest_dict = manifest.build_manifest(ckpt, model_version=opts.model_version, artifacts=entries,
                                                 quality=quality, referral=referral, calibration=calib, ood=ood)
         notes = ["Core ML: predict() needs macOS and was not run; the spec was reloaded and the stored "

@@ -55,10 +55,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="labelled held-out photos (APTOS layout) for the threshold and calibration; private "
                           "by default: their use is outside epsilon (default: synthetic photos, not validated)")
     run.add_argument("--clinical-data-public", action="store_true", help="--clinical-data is public data")
-    run.add_argument("--clinical-images", type=int, default=400,
-                     help="synthetic held-out photos when there is no --clinical-data (default 400)")
-    run.add_argument("--ood-images", type=int, default=300,
-                     help="public synthetic photos for the out-of-distribution statistics (default 300)")
+    run.add_argument("--clinical-images", type=int, default=300,
+                     help="synthetic held-out photos when there is no --clinical-data (default 300)")
+    run.add_argument("--ood-images", type=int, default=200,
+                     help="public synthetic photos for the out-of-distribution statistics (default 200)")
     run.add_argument("--ood-false-flag", type=float, default=0.01,
                      help="share of public fundus photos the out-of-distribution check may flag (default 0.01)")
     run.add_argument("--author", default="Dopamine project", help="model author (Core ML metadata)")

@@ -33,7 +33,7 @@ __all__ = ["ClinicalOptions", "check_options", "fit_temperature", "choose_thresh
 
 HELD_OUT_SEED = 11_000_001  # distinct from calibration (7_000_001) and parity (9_000_001) photos
 OOD_FIT_SEED = 12_000_001
-OOD_HOLDOUT_SEED = 13_000_001
+OOD_CHECK_SEED = 13_000_001
 BINS = 10
 
 
@@ -43,8 +43,8 @@ class ClinicalOptions:
 
     data_dir: Path | None = None  # labelled held-out photos (APTOS layout)
     data_public: bool = False      # the folder is public data (no patient's privacy at stake)
-    images: int = 400              # synthetic held-out photos when there is no folder
-    ood_images: int = 300          # public synthetic photos for the feature statistics (and as many to check)
+    images: int = 300              # synthetic held-out photos when there is no folder
+    ood_images: int = 200          # synthetic photos for the feature statistics when the held-out photos are a folder
     ood_false_flag: float = 0.01   # share of public fundus photos the OOD threshold may flag
 
 
@@ -159,7 +159,8 @@ def _held_out(opts: ClinicalOptions, cfg: PreprocessConfig) -> tuple[np.ndarray,
 
 def clinical_blocks(module, cfg: PreprocessConfig, opts: ClinicalOptions, policy: dict, *, out: Path,
                     artifact_outputs: dict[str, tuple[np.ndarray, np.ndarray]], parity_labels: np.ndarray | None,
-                    parity_public: bool, log=print) -> tuple[dict, dict, dict, dict]:
+                    parity_public: bool, public_images: dict[str, np.ndarray] | None = None,
+                    log=print) -> tuple[dict, dict, dict, dict]:
     """Choose and measure everything; write the reliability diagrams and clinical.md into `out`.
 
     Args:
@@ -167,6 +168,8 @@ def clinical_blocks(module, cfg: PreprocessConfig, opts: ClinicalOptions, policy
         policy: the referral policy from ``export.manifest.load_policy``.
         out: the bundle's build folder. artifact_outputs: {artifact: (logits, features)} on the parity
         photos, with parity_labels (None without labels); parity_public: those photos are synthetic.
+        public_images: {name: preprocessed synthetic photos the export already rendered} (e.g. the int8
+        calibration photos): with the parity photos, they set the OOD threshold (no new photos drawn).
 
     Returns:
         (referral block, calibration block, ood block, report summary).
@@ -176,7 +179,7 @@ def clinical_blocks(module, cfg: PreprocessConfig, opts: ClinicalOptions, policy
     """
     refer_at = int(policy["refer_at_grade"])
     x, y, about = _held_out(opts, cfg)
-    logits = parity.torch_outputs(module, x)[0]
+    logits, features = parity.torch_outputs(module, x)
     fit, val = _split(y, refer_at, HELD_OUT_SEED)
     if fit.size == 0 or val.size == 0:
         raise ExportError("the clinical held-out set needs at least 2 photos (one per half)")
@@ -208,7 +211,20 @@ def clinical_blocks(module, cfg: PreprocessConfig, opts: ClinicalOptions, policy
     calib = {"method": "temperature", "temperature": float(f"{temperature:.6g}"), "data": about["data"],
              "outside_epsilon": about["data"] == "private", "n": int(fit.size),
              "source": f"{fit.size} of {about['source']}", **{f"ece_{k}": v for k, v in ece.items()}}
-    ood, ood_summary = _ood_block(module, cfg, opts, artifact_outputs if parity_public else {})
+    checks = {name: parity.torch_outputs(module, images)[1] for name, images in (public_images or {}).items()}
+    if parity_public:
+        checks.update({f"{name} on the synthetic parity photos": f for name, (_, f) in artifact_outputs.items()})
+    if opts.data_dir is None:  # synthetic held-out photos are public: statistics on one half, checked on the other
+        checks[f"the other {val.size} synthetic held-out photos"] = features[val]
+        ood, ood_summary = _ood_block(features[fit], f"{fit.size} of {about['source']}", opts, checks)
+    else:  # never a folder's photos (they may be private): fresh synthetic ones
+        fresh, _ = calibration.synthetic_images(opts.ood_images, cfg, seed=OOD_FIT_SEED)
+        if not checks:
+            more, _ = calibration.synthetic_images(opts.ood_images, cfg, seed=OOD_CHECK_SEED)
+            checks[f"{opts.ood_images} more synthetic photos (seed {OOD_CHECK_SEED})"] = \
+                parity.torch_outputs(module, more)[1]
+        ood, ood_summary = _ood_block(parity.torch_outputs(module, fresh)[1],
+                                      f"{opts.ood_images} synthetic photos (public, seed {OOD_FIT_SEED})", opts, checks)
     devices = {name: {**sensitivity_specificity(
         calibrated_probabilities(lg, temperature)[:, refer_at:].sum(axis=1), parity_labels >= refer_at, threshold),
         "ood_flag_rate": float((FeatureStats.from_block(ood).distance(ft) > ood["threshold"]).mean())}
@@ -222,20 +238,17 @@ def clinical_blocks(module, cfg: PreprocessConfig, opts: ClinicalOptions, policy
     return referral, calib, ood, summary
 
 
-def _ood_block(module, cfg, opts: ClinicalOptions, public_outputs: dict) -> tuple[dict, dict]:
-    fit_x, _ = calibration.synthetic_images(opts.ood_images, cfg, seed=OOD_FIT_SEED)
-    hold_x, _ = calibration.synthetic_images(opts.ood_images, cfg, seed=OOD_HOLDOUT_SEED)
-    mean, scale = feature_stats(parity.torch_outputs(module, fit_x)[1])
-    hold = parity.torch_outputs(module, hold_x)[1]
+def _ood_block(features: np.ndarray, about: str, opts: ClinicalOptions,
+               checks: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """Statistics of public photos' `features`; threshold from the other public feature sets."""
+    mean, scale = feature_stats(features)
     stats = FeatureStats(mean, scale, 1.0)
-    threshold = ood_threshold(stats, [hold, *(f for _, f in public_outputs.values())], opts.ood_false_flag)
-    source = (f"{opts.ood_images} synthetic fundus photos (trainer.data.synth, public, seed {OOD_FIT_SEED}); "
-              f"threshold from {opts.ood_images} more (seed {OOD_HOLDOUT_SEED})"
-              + (" and the artifacts' features on the synthetic parity photos" if public_outputs else ""))
+    threshold = ood_threshold(stats, list(checks.values()), opts.ood_false_flag)
+    source = f"{about}; threshold from: {'; '.join(checks)}"
     block = {"method": "rms standardised feature distance", "public": True, "source": source,
              "false_flag_target": opts.ood_false_flag, "threshold": threshold, "mean": mean, "scale": scale}
     summary = {"threshold": threshold, "source": source, "false_flag_target": opts.ood_false_flag,
-               "holdout_flag_rate": float((stats.distance(hold) > threshold).mean())}
+               "flag_rates": {name: float((stats.distance(f) > threshold).mean()) for name, f in checks.items()}}
     return block, summary
 
 
@@ -263,8 +276,9 @@ def render_markdown(s: dict) -> str:
              f"| top-1 confidence | {c['ece_top1_before']:.4f} | {c['ece_top1_after']:.4f} |",
              f"| P(referable) | {c['ece_referable_before']:.4f} | {c['ece_referable_after']:.4f} |", "",
              "![before](reliability_before.png) ![after](reliability_after.png)", "",
-             f"- out-of-distribution check: threshold {o['threshold']:.4f} on {o['source']}; flags "
-             f"{o['holdout_flag_rate']:.1%} of the held-out public photos (target {o['false_flag_target']:.1%})"]
+             f"- out-of-distribution check: threshold {o['threshold']:.4f}, statistics from {o['source']}; "
+             f"target: flag {o['false_flag_target']:.1%} of public fundus photos; flagged: "
+             + ", ".join(f"{rate:.1%} of {name}" for name, rate in o["flag_rates"].items())]
     if s["artifacts_on_parity_photos"]:
         lines += ["", "| artifact (parity photos, calibrated) | sensitivity | specificity | OOD flagged |",
                   "|---|---:|---:|---:|"]
