@@ -130,8 +130,10 @@ def main() -> int:
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_gate_"))
     dist = args.dist or _bundle(work)
+    from edge_client.runtimes import select_runtime
+
     run, artifacts = _gate(dist)
-    device = next(a for a in artifacts if "int8" in a) if any("int8" in a for a in artifacts) else artifacts[0]
+    device = select_runtime(json.loads((dist / "manifest.json").read_text())["artifacts"])[1]["name"]
     rows, totals = [], {}
     start, count = time.perf_counter(), 0
     for category, source, fundus, photos in _sources(work, args):
@@ -151,7 +153,7 @@ def main() -> int:
         for a in artifacts:
             t[a] += flags[a]
     seconds = time.perf_counter() - start
-    print(f"bundle {dist}; end to end = image gate + OOD check on {device}; load: {os.getloadavg()[0]:.2f} on "
+    print(f"bundle {dist}; end to end = image gate + OOD check on {device} (what a device runs); load: {os.getloadavg()[0]:.2f} on "
           f"{os.cpu_count()} CPUs; {seconds / max(count, 1) * 1000:.0f} ms a photo (decode, gate, "
           f"{len(artifacts)} models)\n")
     ood_cols = " | ".join(f"OOD flags: {a}" for a in artifacts)
