@@ -190,8 +190,8 @@ def clinical_blocks(module, cfg: PreprocessConfig, opts: ClinicalOptions, policy
     chosen = policy.get("threshold") is None
     threshold = (choose_threshold(p_cal[fit], referable[fit], policy["target_sensitivity"]) if chosen
                  else float(policy["threshold"]))
-    threshold = float(f"{threshold:.6g}")
-    upper = float(f"{min(1.0, threshold + policy['uncertain_width']):.6g}")
+    # not rounded: rounding up could move a referable photo of the fit half below the threshold
+    upper = min(1.0, threshold + policy["uncertain_width"])
     measured = sensitivity_specificity(p_cal[val], referable[val], threshold)
     ece = {"top1_before": expected_calibration_error(y[val], raw[val], bins=BINS),
            "top1_after": expected_calibration_error(y[val], cal[val], bins=BINS),
@@ -208,7 +208,7 @@ def clinical_blocks(module, cfg: PreprocessConfig, opts: ClinicalOptions, policy
                                "source": f"{measured['n']} of {about['source']}, the half not used to fit",
                                "threshold_chosen": chosen, **measured,
                                "fit": {k: fit_figures[k] for k in ("n", "positives", "sensitivity", "specificity")}}}
-    calib = {"method": "temperature", "temperature": float(f"{temperature:.6g}"), "data": about["data"],
+    calib = {"method": "temperature", "temperature": temperature, "data": about["data"],
              "outside_epsilon": about["data"] == "private", "n": int(fit.size),
              "source": f"{fit.size} of {about['source']}", **{f"ece_{k}": v for k, v in ece.items()}}
     checks = {name: parity.torch_outputs(module, images)[1] for name, images in (public_images or {}).items()}
