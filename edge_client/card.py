@@ -45,6 +45,7 @@ class ModelCard:
     refer_at_grade: int = 2
     calibration_source: str | None = None
     ood_check: bool = False
+    calibration_data: str | None = None  # "public", or "private" (held-out patients' photos, outside ε)
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> "ModelCard":
@@ -69,7 +70,8 @@ class ModelCard:
                    calibrated=temperature is not None, temperature=temperature,
                    privacy_text=guarantee_text(privacy), refer_at_grade=rule.refer_at_grade,
                    calibration_source=calibration.get("source") if temperature is not None else None,
-                   ood_check=bool(manifest.get("ood")))
+                   ood_check=bool(manifest.get("ood")),
+                   calibration_data=calibration.get("data") if temperature is not None else None)
 
     def to_dict(self) -> dict:
         return asdict(self)

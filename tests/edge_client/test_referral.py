@@ -116,10 +116,11 @@ def test_card_of_a_validated_calibrated_test_build():
     m = _manifest(referral={"refer_at_grade": 2, "threshold": 0.23, "uncertain_upper": 0.48,
                             "validation": {"validated": True, "sensitivity": 0.91, "specificity": 0.8,
                                            "source": "200 labelled photos in /data (private; outside ε)"}},
-                  calibration={"temperature": 1.7, "source": "200 of ... (private)"},
+                  calibration={"temperature": 1.7, "source": "200 of ... (private)", "data": "private"},
                   privacy={"epsilon": 3.0, "delta": 1e-5, "accountant": "rdp", "seeded": True})
     card = ModelCard.from_manifest(m)
     assert card.validated and card.calibrated and card.temperature == 1.7 and card.test_build
+    assert card.calibration_data == "private"
     assert card.privacy_text == "no DP guarantee: test build"  # a seeded build never shows ε as a guarantee
     assert card.lines()[1] == ("Refers on P(grade >= 2); Validated: sensitivity 91 %, specificity 80 % at "
                                "P(referable) >= 23 % (200 labelled photos in /data (private; outside ε))")
