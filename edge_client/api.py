@@ -5,18 +5,20 @@ import contextlib
 import hashlib
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from edge_client.budget import Budget, BudgetStatus
-from edge_client.errors import CorruptModelError, EdgeError, ModelNotInstalled
+from edge_client.card import ModelCard
+from edge_client.diagnosis import Diagnosis, Visit, grade, log_refusal
+from edge_client.errors import CorruptModelError, EdgeError, ModelNotInstalled, PhotoQualityError
 from edge_client.head_training import head_logits
 from edge_client.history import History, HistoryEntry
 from edge_client.manifest import read_public_key
+from edge_client.ood import check_features, stats_from_manifest
 from edge_client.paths import resolve_home
 from edge_client.preprocess import ImageError, PreprocessConfig, load_image, preprocess_image
 from edge_client.quality import check_quality
@@ -30,7 +32,6 @@ from edge_client.updates import QueuedUpdate, UpdateQueue, UploadReport
 
 __all__ = ["EdgeClient", "Diagnosis", "InstalledModel", "HistoryEntry", "SyncResult"]
 
-DEFAULT_REFERRAL = {"refer_at_grade": 2, "min_confidence": 0.6}
 MAX_PHOTO_BYTES = 50 * 1024 * 1024
 
 
@@ -45,33 +46,7 @@ class InstalledModel:
     runtime: str
     artifact: str
     privacy_model: str | None = None
-
-
-@dataclass
-class Diagnosis:
-    grade: int
-    grade_name: str
-    probabilities: list[float]
-    refer: bool
-    advice: str
-    confidence: float
-    model_version: int
-    epsilon: float | None
-    delta: float | None
-    accountant: str | None
-    personal_head: bool
-    seconds: float
-    quality: dict = field(default_factory=dict)
-    history_id: int | None = None
-    image_sha256: str = ""
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max())
-    return e / e.sum()
+    card: ModelCard | None = None
 
 
 class EdgeClient:
@@ -125,7 +100,7 @@ class EdgeClient:
             runtime = "unavailable"
         return InstalledModel(inst.version, str(m.get("created", "")), accuracy, privacy.get("epsilon"),
                               privacy.get("delta"), privacy.get("accountant"), runtime,
-                              inst.artifact["name"], privacy.get("privacy_model"))
+                              inst.artifact["name"], privacy.get("privacy_model"), ModelCard.from_manifest(m))
 
     def rollback(self) -> int:
         """Make the newest good version below the current one active. Returns it.
@@ -177,59 +152,55 @@ class EdgeClient:
         return self._runtime
 
     # -- diagnosis ----------------------------------------------------------------------------
-    def diagnose(self, image: str | Path | bytes, *, keep_photo: bool = False) -> Diagnosis:
-        """Grade one fundus photo on the device (no network).
+    def diagnose(self, image: str | Path | bytes, *, keep_photo: bool = False, patient_id: str | None = None,
+                 eye: str | None = None, operator: str | None = None) -> Diagnosis:
+        """Grade one fundus photo on the device (no network) and decide on referral.
 
         Args:
             image: a file path or the encoded image bytes. keep_photo: also store the photo.
+            patient_id, eye ("left"/"right"), operator: the clinic's fields, kept in the history.
 
         Returns:
-            Diagnosis, also appended to the history.
+            Diagnosis (decision, calibrated P(referable), reason, model card, ...), also appended to
+            the history.
 
         Raises:
-            ModelNotInstalled, ImageError (unreadable photo), PhotoQualityError (.reason, .hint).
+            ModelNotInstalled, ImageError (unreadable photo), ValueError (bad eye, patient id or operator),
+            PhotoQualityError (.reason, .hint, .measures, .attempts, .history_id): a refused photo,
+            logged in the history; UngradableReferral (a PhotoQualityError) on the Nth refusal in a
+            row for one patient's eye: "could not be graded: refer".
         """
         start = time.perf_counter()
+        visit = Visit.start(patient_id, eye, operator)
         data, label = self._read(image)
         with self._lock:
             inst = self._active()
             m = inst.manifest
             cfg = PreprocessConfig.from_dict(m["preprocess"])
+            card = ModelCard.from_manifest(m)
             img = load_image(data, max_pixels=cfg.max_pixels, name=label)
-            report = check_quality(np.asarray(img), cfg, m.get("quality"))
-            logits, features = self._runtime_for(inst).run(preprocess_image(img, cfg)[None])
-        z, personal = logits[0].astype(np.float64), self._personal_for(inst.version)
-        if personal is not None:  # this device's own head: base logits + its trained change
-            z = head_logits(personal.params, features.astype(np.float64), z[None])[0]
-        probs = _softmax(z)
-        grade = int(probs.argmax())
-        confidence = float(probs[grade])
-        names = m["class_names"]
-        rule = {**DEFAULT_REFERRAL, **(m.get("referral") or {})}
-        refer, advice = self._advice(grade, names[grade], confidence, rule)
-        privacy = m.get("privacy") or {}
-        digest = hashlib.sha256(data).hexdigest()
-        photo = self._keep(data, digest) if keep_photo else None
+            try:
+                report = check_quality(np.asarray(img), cfg, m.get("quality"))
+                logits, features = self._runtime_for(inst).run(preprocess_image(img, cfg)[None])
+                check_features(features, stats_from_manifest(m), report.to_dict())
+            except PhotoQualityError as exc:
+                refused = exc
+            else:
+                refused = None
+        photo = self._keep(data, hashlib.sha256(data).hexdigest()) if keep_photo else None
         history = History(self.home / "history.sqlite")
         try:
-            entry_id = history.add(time=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                   image_sha256=digest, grade=grade, grade_name=names[grade],
-                                   probabilities=[float(p) for p in probs], confidence=confidence,
-                                   refer=refer, model_version=inst.version, photo_path=photo)
+            if refused is not None:
+                raise log_refusal(refused, manifest=m, card=card, visit=visit, history=history, data=data,
+                                  model_version=inst.version, photo_path=photo) from None
+            z, personal = logits[0].astype(np.float64), self._personal_for(inst.version)
+            if personal is not None:  # this device's own head: base logits + its trained change
+                z = head_logits(personal.params, features.astype(np.float64), z[None])[0]
+            return grade(z, manifest=m, card=card, visit=visit, history=history, data=data,
+                         model_version=inst.version, personal_head=personal is not None, quality=report.to_dict(),
+                         seconds=time.perf_counter() - start, photo_path=photo)
         finally:
             history.close()
-        return Diagnosis(grade, names[grade], [float(p) for p in probs], refer, advice, confidence,
-                         inst.version, privacy.get("epsilon"), privacy.get("delta"), privacy.get("accountant"),
-                         personal is not None, time.perf_counter() - start, report.to_dict(), entry_id, digest)
-
-    @staticmethod
-    def _advice(grade: int, name: str, confidence: float, rule: dict) -> tuple[bool, str]:
-        if grade >= rule["refer_at_grade"]:
-            return True, f"Refer to an eye specialist: {name} (grade {grade}) suspected."
-        if confidence < rule["min_confidence"]:
-            return True, (f"Refer to an eye specialist: the model is not confident "
-                          f"({confidence:.0%} < {rule['min_confidence']:.0%}).")
-        return False, f"No referral needed now: {name} (grade {grade}); screen again as scheduled."
 
     @staticmethod
     def _read(image: str | Path | bytes) -> tuple[bytes, str]:

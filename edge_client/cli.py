@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from edge_client.errors import EdgeError, PhotoQualityError
+from edge_client.errors import EdgeError, PhotoQualityError, UngradableReferral
 from edge_client.manifest import ManifestError
 from edge_client.preprocess import ImageError
 from edge_client.privacy_figures import guarantee_text
@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("image", type=Path)
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("--keep-photo", action="store_true", help="also keep a copy of the photo")
+    s.add_argument("--patient", help="patient id (refused attempts per eye count toward 'could not be graded: refer')")
+    s.add_argument("--eye", choices=("left", "right"), help="which eye the photo is of")
+    s.add_argument("--operator", help="who took the photo")
     s = sub.add_parser("history", parents=[common], help="list stored results (newest first)")
     s.add_argument("--csv", type=Path, help="export to this CSV file instead")
     sub.add_parser("rollback", parents=[common], help="switch back to the previous installed model")
@@ -219,6 +222,39 @@ def _sync(client, args) -> int:
     return 0
 
 
+def _diagnose(client, args) -> int:
+    """Exit 0: graded; 3: photo refused (retake); 5: could not be graded after N attempts: refer."""
+    try:
+        d = client.diagnose(args.image, keep_photo=args.keep_photo, patient_id=args.patient, eye=args.eye,
+                            operator=args.operator)
+    except PhotoQualityError as exc:
+        ungradable = isinstance(exc, UngradableReferral)
+        if args.json:
+            print(json.dumps({"refused": exc.reason, "hint": exc.hint, "measures": exc.measures,
+                              "attempts": exc.attempts, "history_id": exc.history_id,
+                              "decision": "ungradable" if ungradable else "refused", "refer": ungradable,
+                              "last_reason": getattr(exc, "last_reason", None)}))
+        else:
+            print(f"REFER: {exc.hint}" if ungradable else f"refused: {exc.hint}", file=sys.stderr)
+        return 5 if ungradable else 3
+    if client.notice:
+        print(f"warning: {client.notice}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(d.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    probs = "  ".join(f"{p:.2f}" for p in d.probabilities)
+    head = ("personal head (trained on this device's photos; the card's figures are the shared head's)"
+            if d.personal_head else "shared head")
+    who = ", ".join(x for x in (d.patient_id and f"patient {d.patient_id}", d.eye and f"{d.eye} eye",
+                                d.operator and f"operator {d.operator}") if x) or "no patient id"
+    print(f"{d.advice}\n"
+          f"decision: {d.decision}; {d.reason}\n"
+          f"grade {d.grade}: {d.grade_name} ({d.confidence:.0%}); probabilities: {probs}; {head}\n"
+          f"{who}; {d.local_time}; {d.seconds * 1000:.0f} ms\n"
+          "model card:\n" + "\n".join(f"  {line}" for line in d.card.lines()))
+    return 0
+
+
 def _print_progress(done: int, total: int) -> None:
     sys.stderr.write(f"\rdownloading {done * 100 // max(total, 1):3d}% ({done}/{total} bytes)")
     if done >= total:
@@ -233,34 +269,21 @@ def _run(args) -> int:
     if args.command == "sync":
         return _sync(client, args)
     if args.command == "diagnose":
-        try:
-            d = client.diagnose(args.image, keep_photo=args.keep_photo)
-        except PhotoQualityError as exc:
-            if args.json:
-                print(json.dumps({"refused": exc.reason, "hint": exc.hint, "measures": exc.measures}))
-            else:
-                print(f"refused: {exc.hint}", file=sys.stderr)
-            return 3
-        if client.notice:
-            print(f"warning: {client.notice}", file=sys.stderr)
-        if args.json:
-            print(json.dumps(d.to_dict(), indent=2))
-        else:
-            probs = "  ".join(f"{p:.2f}" for p in d.probabilities)
-            eps = guarantee_text(_privacy_block(d))
-            head = "personal head (trained on this device's photos)" if d.personal_head else "shared head"
-            print(f"grade {d.grade}: {d.grade_name} (confidence {d.confidence:.0%}); {head}\n"
-                  f"probabilities: {probs}\n{d.advice}\n"
-                  f"model version {d.model_version}; privacy: {eps}; {d.seconds * 1000:.0f} ms")
-        return 0
+        return _diagnose(client, args)
     if args.command == "history":
         if args.csv:
             print(f"wrote {client.export_history_csv(args.csv)}")
             return 0
-        print(f"{'id':>4}  {'time':<20}  {'grade':<22}  {'refer':<5}  model  image sha256")
+        print(f"{'id':>4}  {'local time':<25}  {'patient':<10}  {'eye':<5}  {'decision':<15}  {'P(ref)':>6}  "
+              f"{'grade':<20}  {'model':<17}  image sha256")
         for e in client.history():
-            print(f"{e.id:>4}  {e.time:<20}  {e.grade} {e.grade_name:<20}  {'yes' if e.refer else 'no':<5}  "
-                  f"{e.model_version:>5}  {e.image_sha256[:16]}")
+            grade = "-" if e.grade is None else f"{e.grade} {e.grade_name}"
+            decision = e.decision if e.refusal is None else f"{e.decision}:{e.refusal}"
+            p_ref = "-" if e.p_referable is None else f"{e.p_referable:.0%}"
+            model = f"v{e.model_version} " + ("" if e.card is None else
+                                              "validated" if e.card.validated else "NOT VALIDATED")
+            print(f"{e.id:>4}  {e.local_time or e.time:<25}  {e.patient_id or '-':<10}  {e.eye or '-':<5}  "
+                  f"{decision:<15}  {p_ref:>6}  {grade:<20}  {model:<17}  {e.image_sha256[:16]}")
         return 0
     if args.command == "train":
         return _train(client, args)
@@ -278,8 +301,9 @@ def _run(args) -> int:
     if model is None:
         print(f"no model installed: run sync\n{listing.message}")
         return 1
-    print(json.dumps({**model.__dict__, "guarantee": guarantee_text(_privacy_block(model)),
-                      "model_list": listing.__dict__}, indent=2))
+    print(json.dumps({**model.__dict__, "card": model.card and model.card.to_dict(),
+                      "guarantee": guarantee_text(_privacy_block(model)), "model_list": listing.__dict__},
+                     indent=2, ensure_ascii=False))
     return 0
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 __all__ = ["EdgeError", "SyncError", "NetworkError", "TrustError", "DowngradeError",
            "IntegrityError", "DiskFullError", "NoCompatibleArtifact", "ModelNotInstalled",
-           "CorruptModelError", "PhotoQualityError", "RuntimeUnavailable", "ExpiredIndexError",
-           "WithdrawnError", "InsecureTransportError", "BusyError"]
+           "CorruptModelError", "PhotoQualityError", "UngradableReferral", "RuntimeUnavailable",
+           "ExpiredIndexError", "WithdrawnError", "InsecureTransportError", "BusyError"]
 
 
 class EdgeError(Exception):
@@ -75,3 +75,20 @@ class PhotoQualityError(EdgeError):
         self.reason = reason
         self.hint = hint
         self.measures = measures or {}
+        self.attempts: int | None = None  # refused attempts so far for this patient's eye (None: no patient id)
+        self.history_id: int | None = None  # the history row that logged this refusal
+
+
+class UngradableReferral(PhotoQualityError):
+    """The Nth refused photo of one patient's eye (N: the manifest's referral.ungradable_attempts).
+
+    The outcome is a referral: "could not be graded: refer". ``reason`` is "ungradable",
+    ``last_reason`` the last photo's own refusal reason, ``attempts`` the count (>= N).
+    """
+
+    def __init__(self, attempts: int, last: PhotoQualityError) -> None:
+        super().__init__("ungradable", f"could not be graded after {attempts} attempts: refer to an eye "
+                                       f"specialist (last photo refused: {last.reason.replace('_', ' ')})",
+                         last.measures)
+        self.attempts = attempts
+        self.last_reason = last.reason

@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 
 from edge_client import ed25519
+from edge_client.ood import FeatureStats
+from edge_client.referral import ReferralRule, temperature_of
 
 __all__ = ["ManifestError", "parse_public_key", "read_public_key", "decode_signature",
            "verify_manifest", "validate_manifest", "manifest_etag", "SAFE_NAME", "RESERVED_NAMES",
@@ -144,9 +146,16 @@ def validate_manifest(manifest: object, *, source: str = "manifest") -> dict:
         raise ManifestError(f"{source}: class_names must list at least two strings")
     _need(manifest, "preprocess", dict, source)
     _need(manifest, "input_size", int, source)
-    for key in ("quality", "referral", "privacy"):
+    for key in ("quality", "referral", "privacy", "calibration", "ood"):
         if key in manifest and not isinstance(manifest[key], dict):
             raise ManifestError(f"{source}: field {key!r} must be an object")
+    try:  # the screening rule, calibration and feature statistics a device will apply
+        ReferralRule.from_manifest(manifest)
+        temperature_of(manifest)
+        if manifest.get("ood"):
+            FeatureStats.from_block(manifest["ood"])
+    except ValueError as exc:
+        raise ManifestError(f"{source}: {exc}") from None
     artifacts = _need(manifest, "artifacts", list, source)
     if not artifacts:
         raise ManifestError(f"{source}: no artifacts")

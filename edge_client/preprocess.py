@@ -179,8 +179,8 @@ def _to_rgb(image: Image.Image, label: str) -> Image.Image:
     return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV
 
 
-def crop_to_fundus(rgb: np.ndarray, threshold: float) -> np.ndarray:
-    """Crop to the fundus circle and pad to a black square.
+def fundus_box(rgb: np.ndarray, threshold: float) -> tuple[int, int, int]:
+    """Where the fundus circle's square lies in the photo (it may reach past the photo's edges).
 
     The fundus is the region brighter than `threshold` (gray level). When the circle is cut by
     the image edge (cameras often cut top and bottom), the square keeps the full diameter and the
@@ -190,7 +190,8 @@ def crop_to_fundus(rgb: np.ndarray, threshold: float) -> np.ndarray:
         rgb: (H, W, 3) uint8 image.
         threshold: gray level (0-255) separating the fundus from the dark border.
     Returns:
-        (D, D, 3) uint8, D the fundus diameter (the whole image padded if no fundus is found).
+        (top, left, side): the square's top-left corner in photo pixels (negative when it reaches
+        past the photo) and its side, the fundus diameter (the whole photo if no fundus is found).
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"crop_to_fundus expects an (H, W, 3) array, got shape {rgb.shape}")
@@ -207,7 +208,20 @@ def crop_to_fundus(rgb: np.ndarray, threshold: float) -> np.ndarray:
     side = max(bottom - top, right - left)
     cy = _centre(top, bottom, h, side)
     cx = _centre(left, right, w, side)
-    y0, x0 = int(round(cy - side / 2)), int(round(cx - side / 2))
+    return int(round(cy - side / 2)), int(round(cx - side / 2)), int(side)
+
+
+def crop_to_fundus(rgb: np.ndarray, threshold: float) -> np.ndarray:
+    """Crop to the fundus circle (``fundus_box``) and pad to a black square.
+
+    Args:
+        rgb: (H, W, 3) uint8 image.
+        threshold: gray level (0-255) separating the fundus from the dark border.
+    Returns:
+        (D, D, 3) uint8, D the fundus diameter (the whole image padded if no fundus is found).
+    """
+    y0, x0, side = fundus_box(rgb, threshold)
+    h, w = rgb.shape[:2]
     out = np.zeros((side, side, 3), dtype=np.uint8)
     sy0, sy1 = max(y0, 0), min(y0 + side, h)
     sx0, sx1 = max(x0, 0), min(x0 + side, w)

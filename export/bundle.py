@@ -18,7 +18,7 @@ import torch
 
 from edge_client.preprocess import PreprocessConfig
 from edge_client.privacy_figures import guarantee_text
-from export import ExportError, calibration, manifest, parity, signing
+from export import ExportError, calibration, clinical, manifest, parity, signing
 from trainer.checkpoint import CheckpointError, load_checkpoint
 from trainer.model import LogitsAndFeatures
 
@@ -48,6 +48,7 @@ class ExportOptions:
     policy_overrides: dict | None = None
     author: str = "Dopamine project"
     license: str = "Research use only; not a certified medical device"
+    clinical_opts: clinical.ClinicalOptions = dataclasses.field(default_factory=clinical.ClinicalOptions)
 
 
 def _check_options(opts: ExportOptions) -> None:
@@ -173,6 +174,7 @@ def export_all(opts: ExportOptions, *, log=print) -> Path:
     except ValueError as exc:
         raise ExportError(f"{opts.checkpoint}: bad preprocess field ({exc})") from exc
     quality, referral = manifest.load_policy(opts.policy_toml, overrides=opts.policy_overrides)
+    clinical.check_options(opts.clinical_opts)
     manifest.privacy_block(ckpt, allow_seeded=opts.allow_seeded)  # fail early: no ε, or seeded noise
     key = opts.key if opts.key is not None else signing.dev_private_key()
     signing.load_private_key(key)  # a bad key fails before minutes of conversion
@@ -190,11 +192,12 @@ def export_all(opts: ExportOptions, *, log=print) -> Path:
                                                  runs=opts.latency_runs)}
     build = _make_build_dir(opts.out)
     try:
-        entries, rows, failures = [], [], []
+        entries, rows, failures, outputs = [], [], [], {}
         for fmt in opts.formats:
             log(f"exporting {fmt} ...")
             for art in _build_artifacts(fmt, module, cfg.image_size, build, calib, opts, ckpt):
                 logits, features = parity.runner_outputs(art["runner"], test_x)
+                outputs[art["path"].name] = (logits, features)  # for export.clinical's per-artifact check
                 row = parity.compare(art["path"].name, logits, features, reference, test_y, head)
                 row.update(runtime=art["runtime"], precision=art["precision"],
                            size=art.get("size", art["path"].stat().st_size), **art.get("extra", {}))
@@ -213,8 +216,13 @@ def export_all(opts: ExportOptions, *, log=print) -> Path:
         if failures and not opts.force:
             raise ExportError(f"top-1 agreement with fp32 below {opts.min_agreement:.2%} for {', '.join(failures)}; "
                               "nothing written (pass --force to export anyway)")
+        referral, calib, ood, clinical_report = clinical.clinical_blocks(
+            module, cfg, opts.clinical_opts, referral, out=build, artifact_outputs=outputs, parity_labels=test_y,
+            parity_public=opts.test_dir is None, log=log,
+            public_images={} if opts.calibration_dir else {"the int8 calibration photos": calib})
         manifest_dict = manifest.build_manifest(ckpt, model_version=opts.model_version, artifacts=entries,
-                                                quality=quality, referral=referral, allow_seeded=opts.allow_seeded)
+                                                quality=quality, referral=referral, calibration=calib, ood=ood,
+                                                allow_seeded=opts.allow_seeded)
         notes = ["Core ML: predict() needs macOS and was not run; the spec was reloaded and the stored "
                  "ML program was evaluated op by op in numpy (export/mil_numpy.py)."] if "coreml" in opts.formats else []
         if failures:
@@ -224,6 +232,9 @@ def export_all(opts: ExportOptions, *, log=print) -> Path:
                   "machine": parity.machine_name(), "latency_runs": opts.latency_runs,
                   "min_agreement": opts.min_agreement, "forced": bool(failures),
                   "torch": torch_row, "artifacts": rows, "notes": notes}
+        report["clinical"] = clinical_report
+        notes.append("Referral threshold, calibration (ECE, reliability diagrams) and out-of-distribution "
+                     "statistics: clinical.md")
         parity.write_report(build, report)
         data = manifest.manifest_bytes(manifest_dict)
         (build / "manifest.json").write_bytes(data)

@@ -44,8 +44,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (swapped in at the end)")
     run.add_argument("--latency-runs", type=int, default=20, help="timed runs per artifact (default 20)")
     run.add_argument("--policy", type=Path, help="TOML with [quality] and [referral] tables")
-    run.add_argument("--refer-at-grade", type=int, help="referral: refer at this grade or above (default 2)")
-    run.add_argument("--min-confidence", type=float, help="referral: refer when less confident (default 0.6)")
+    run.add_argument("--refer-at-grade", type=int, help="referral: P(referable) = P(grade >= this) (default 2)")
+    run.add_argument("--min-confidence", type=float,
+                     help="referral: call the grade uncertain below this confidence (default 0.6)")
+    run.add_argument("--target-sensitivity", type=float,
+                     help="choose the referral threshold for this referable sensitivity (default 0.9)")
+    run.add_argument("--referral-threshold", type=float, help="use this P(referable) threshold instead of choosing one")
+    run.add_argument("--uncertain-width", type=float,
+                     help="uncertain band above the threshold, headlined 'Uncertain: refer' (default 0.25)")
+    run.add_argument("--ungradable-attempts", type=int,
+                     help="refused photos of one eye before 'could not be graded: refer' (default 3)")
+    run.add_argument("--clinical-data", type=Path,
+                     help="labelled held-out photos (APTOS layout) for the threshold and calibration; private "
+                          "by default: their use is outside epsilon (default: synthetic photos, not validated)")
+    run.add_argument("--clinical-data-public", action="store_true", help="--clinical-data is public data")
+    run.add_argument("--clinical-images", type=int, default=300,
+                     help="synthetic held-out photos when there is no --clinical-data (default 300)")
+    run.add_argument("--ood-images", type=int, default=200,
+                     help="public synthetic photos for the out-of-distribution statistics (default 200)")
+    run.add_argument("--ood-false-flag", type=float, default=0.01,
+                     help="share of public fundus photos the out-of-distribution check may flag (default 0.01)")
     run.add_argument("--author", default="Dopamine project", help="model author (Core ML metadata)")
     run.add_argument("--license", default="Research use only; not a certified medical device",
                      help="model licence (Core ML metadata)")
@@ -62,8 +80,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_all(args) -> int:
     from export.bundle import ExportOptions, export_all
+    from export.clinical import ClinicalOptions
 
-    overrides = {"referral": {"refer_at_grade": args.refer_at_grade, "min_confidence": args.min_confidence}}
+    overrides = {"referral": {"refer_at_grade": args.refer_at_grade, "min_confidence": args.min_confidence,
+                              "target_sensitivity": args.target_sensitivity, "threshold": args.referral_threshold,
+                              "uncertain_width": args.uncertain_width,
+                              "ungradable_attempts": args.ungradable_attempts}}
     opts = ExportOptions(
         checkpoint=args.checkpoint, out=args.out, formats=args.formats, key=args.key,
         model_version=args.model_version, calibration_dir=args.calibration,
@@ -71,7 +93,10 @@ def _run_all(args) -> int:
         calibration_method=args.calibration_method, min_agreement=args.min_agreement, force=args.force,
         allow_seeded=args.allow_seeded,
         overwrite=args.overwrite, latency_runs=args.latency_runs, policy_toml=args.policy,
-        policy_overrides=overrides, author=args.author, license=args.license)
+        policy_overrides=overrides, author=args.author, license=args.license,
+        clinical_opts=ClinicalOptions(data_dir=args.clinical_data, data_public=args.clinical_data_public,
+                                      images=args.clinical_images, ood_images=args.ood_images,
+                                      ood_false_flag=args.ood_false_flag))
     out = export_all(opts, log=lambda line: print(line, flush=True))
     print(f"wrote {out} (see {out / 'report.md'})")
     return 0

@@ -13,12 +13,18 @@ from pathlib import Path
 
 from edge_client.fileio import sha256_file
 from edge_client.privacy_figures import round_up
+from edge_client.quality import DEFAULTS as QUALITY_DEFAULTS
 from export import ExportError
 
 SCHEMA_VERSION = 1
-DEFAULT_QUALITY = {"min_fundus_fraction": 0.25, "min_brightness": 20.0, "max_brightness": 235.0,
-                   "min_sharpness": 5.0}
-DEFAULT_REFERRAL = {"refer_at_grade": 2, "min_confidence": 0.6}
+DEFAULT_QUALITY = dict(QUALITY_DEFAULTS)
+# The referral POLICY: export/clinical.py turns it into the manifest's "referral" block (threshold
+# chosen for target_sensitivity unless `threshold` is set; uncertain band [threshold, + width)).
+DEFAULT_REFERRAL = {"refer_at_grade": 2, "min_confidence": 0.6, "target_sensitivity": 0.9,
+                    "uncertain_width": 0.25, "ungradable_attempts": 3, "threshold": None}
+_INTEGER_KEYS = {"refer_at_grade", "ungradable_attempts"}
+_RANGES = {"refer_at_grade": (1, 4), "min_confidence": (0.0, 1.0), "target_sensitivity": (0.5, 1.0),
+           "uncertain_width": (0.0, 1.0), "ungradable_attempts": (1, 20), "threshold": (0.0, 1.0)}
 PRIVATE_MODES = {"dopamine", "central-dp", "fl-parallel-dp"}
 
 
@@ -68,11 +74,12 @@ def load_policy(toml_path: str | Path | None, *, overrides: dict | None = None) 
                     continue
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise ExportError(f"{source}: {section}.{key} must be a number, got {value!r}")
-                target[key] = int(value) if key == "refer_at_grade" else float(value)
-    if not 0 <= referral["refer_at_grade"] <= 4:
-        raise ExportError(f"referral.refer_at_grade must be 0-4, got {referral['refer_at_grade']}")
-    if not 0.0 <= referral["min_confidence"] <= 1.0:
-        raise ExportError(f"referral.min_confidence must be in [0, 1], got {referral['min_confidence']}")
+                if key in _INTEGER_KEYS and value != int(value):
+                    raise ExportError(f"{source}: {section}.{key} must be an integer, got {value!r}")
+                target[key] = int(value) if key in _INTEGER_KEYS else float(value)
+    for key, (lo, hi) in _RANGES.items():
+        if referral[key] is not None and not lo <= referral[key] <= hi:
+            raise ExportError(f"referral.{key} must be in [{lo}, {hi}], got {referral[key]}")
     if not quality["min_brightness"] < quality["max_brightness"]:
         raise ExportError("quality.min_brightness must be below quality.max_brightness")
     return quality, referral
@@ -123,15 +130,18 @@ def artifact_entry(path: Path, *, fmt: str, runtime: str, precision: str, tensor
 
 
 def build_manifest(checkpoint: dict, *, model_version: int, artifacts: list[dict], quality: dict,
-                   referral: dict, created: str | None = None, allow_seeded: bool = False) -> dict:
+                   referral: dict, created: str | None = None, calibration: dict | None = None,
+                   ood: dict | None = None, allow_seeded: bool = False) -> dict:
     """Assemble the manifest dict in the contract's field order.
 
     Args:
         checkpoint: the loaded checkpoint dict.
         model_version: positive integer, monotonic across releases.
         artifacts: entries from ``artifact_entry``.
-        quality, referral: from ``load_policy``.
+        quality: from ``load_policy``. referral: the rule (``export.clinical``: threshold, band,
+            validation), or the bare policy for a bundle built without clinical figures.
         created: UTC timestamp (now when None).
+        calibration, ood: the temperature and the public feature statistics (``export.clinical``).
 
     Returns:
         The manifest as a dict.
@@ -140,7 +150,7 @@ def build_manifest(checkpoint: dict, *, model_version: int, artifacts: list[dict
         raise ExportError(f"--version must be a positive integer, got {model_version!r}")
     preprocess = dict(checkpoint["preprocess"])
     metrics = checkpoint.get("metrics") or {}
-    return {
+    manifest = {
         "schema_version": SCHEMA_VERSION,
         "model_version": model_version,
         "created": created or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -149,12 +159,16 @@ def build_manifest(checkpoint: dict, *, model_version: int, artifacts: list[dict
         "input_size": int(preprocess["image_size"]),
         "preprocess": preprocess,
         "quality": quality,
-        "referral": referral,
+        "referral": _finite({k: v for k, v in referral.items() if v is not None}),
+        **({"calibration": _finite(calibration)} if calibration else {}),
         "training": training_block(checkpoint),
         "privacy": privacy_block(checkpoint, allow_seeded=allow_seeded),
         "metrics": {split: _finite(values) for split, values in metrics.items() if isinstance(values, dict)},
         "artifacts": artifacts,
     }
+    if ood:  # ~1000 numbers: last, so the fields people read come first
+        manifest["ood"] = ood
+    return manifest
 
 
 def manifest_bytes(manifest: dict) -> bytes:

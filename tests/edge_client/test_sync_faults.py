@@ -52,7 +52,11 @@ def test_end_to_end_cli_sync_diagnose_history_offline(tmp_path, hub_root, keys, 
     result = json.loads(r.stdout)
     assert 0 <= result["grade"] <= 4 and abs(sum(result["probabilities"]) - 1) < 1e-5
     assert result["model_version"] == 1 and result["epsilon"] == 9.8 and result["delta"] == 1e-05
-    assert result["refer"] == (result["grade"] >= 2 or result["confidence"] < 0.6)
+    assert result["refer"] == (result["decision"] != "no_referral")
+    assert abs(result["p_referable"] - sum(result["probabilities"][2:])) < 1e-9  # no threshold: default 0.2
+    assert result["decision"] == ("no_referral" if result["p_referable"] < 0.2 else
+                                  "uncertain_refer" if result["p_referable"] < 0.5 else "refer")
+    assert result["card"]["version"] == 1 and not result["card"]["validated"]
     r = run_cli("edge_client", "history", "--home", home)
     assert r.returncode == 0 and result["image_sha256"][:16] in r.stdout
     r = run_cli("edge_client", "history", "--csv", tmp_path / "h.csv", "--home", home)

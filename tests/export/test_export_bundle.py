@@ -21,7 +21,8 @@ def manifest(bundle):
 
 def test_bundle_holds_every_file_and_no_leftovers(bundle):
     names = {p.name for p in bundle.iterdir()}
-    assert names == ARTIFACTS | {"model_int8.mlpackage", "manifest.json", "manifest.sig", "report.json", "report.md"}
+    assert names == ARTIFACTS | {"model_int8.mlpackage", "manifest.json", "manifest.sig", "report.json", "report.md",
+                                 "clinical.md", "clinical.json", "reliability_before.png", "reliability_after.png"}
     assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".")]  # no temporary build folder
 
 
@@ -32,9 +33,11 @@ def test_manifest_fields_are_complete(manifest, trained_checkpoint):
     assert manifest["schema_version"] == 1 and manifest["model_version"] == 3
     assert manifest["arch"] == "squeezenet1_1-dr" and manifest["class_names"] == ckpt["class_names"]
     assert manifest["input_size"] == 48 and manifest["preprocess"] == ckpt["preprocess"]
-    assert manifest["quality"] == {"min_fundus_fraction": 0.25, "min_brightness": 20.0, "max_brightness": 235.0,
-                                   "min_sharpness": 5.0}
-    assert manifest["referral"] == {"refer_at_grade": 2, "min_confidence": 0.6}
+    from edge_client.quality import DEFAULTS
+
+    assert manifest["quality"] == DEFAULTS
+    assert {k: manifest["referral"][k] for k in ("refer_at_grade", "min_confidence", "ungradable_attempts")} == \
+        {"refer_at_grade": 2, "min_confidence": 0.6, "ungradable_attempts": 3}  # the rest: tests/export/test_clinical.py
     assert manifest["training"] == {"mode": "dopamine", "rounds": 27, "hospitals": 3}
     assert manifest["privacy"] == {k: ckpt["privacy"][k] for k in ("epsilon", "delta", "accountant", "privacy_model")}
     assert manifest["metrics"] == ckpt["metrics"]
