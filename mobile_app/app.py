@@ -170,7 +170,7 @@ class DopamineApp(App):
     def confirm(self, *, title: str, message: str, confirm: str, on_confirm: Callable[[], None]):
         """Ask before a destructive action; `on_confirm()` runs only after the red button."""
         popup = Factory.ConfirmPopup(title=title, message=message, confirm_text=confirm,
-                                     cancel_text=self.tr("common.cancel"), on_confirm=on_confirm)
+                                     cancel_text=self.tr("common.cancel"), action=on_confirm)
         popup.open()
         return popup
 

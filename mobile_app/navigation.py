@@ -33,6 +33,7 @@ class Navigator:
         self.names: list[str] = []
         self.current = ""
         self.history: list[str] = []
+        bar.bind(width=lambda *_a: self._size_tabs())
 
     def build(self, names: list[str]) -> None:
         """(Re)build the tabs for `names` (in the current language)."""
@@ -41,13 +42,22 @@ class Navigator:
         for name in self.names:
             tab = Factory.NavTab(text=self._tr(f"nav.{name}"), screen=name, icon=name,
                                  state="down" if name == self.current else "normal")
-            label = tab.ids.label
-            label.bind(texture_size=lambda lab, size, t=tab: setattr(t, "size_hint_x", size[0] + dp(12)))
+            tab.ids.label.bind(texture_size=lambda *_a: self._size_tabs())
             tab.bind(on_release=lambda t: self.go(t.screen))
             self.bar.add_widget(tab)
         self.history = [n for n in self.history if n in self.names]
         if self.current and self.current not in self.names:
             self.go("home", remember=False)
+
+    def _size_tabs(self) -> None:
+        """Each tab's share of the bar: what its label needs, or an equal share when that is more
+        (a tablet's tabs are all the same width; a phone's narrow labels give room to long ones)."""
+        tabs = self.bar.children
+        if not tabs:
+            return
+        equal = self.bar.width / len(tabs)
+        for tab in tabs:
+            tab.size_hint_x = max(tab.ids.label.texture_size[0] + dp(12), equal)
 
     def tabs(self) -> list:
         """The tab widgets, left to right."""

@@ -96,7 +96,7 @@ class DiagnoseScreen(Screen):
                 ("" if self.photo else app.tr("diagnose.no_photo"))
             self._add(box, "placeholder", Factory.BodyLabel(text=app.tr("diagnose.result_here"), color=(0.4, 0.4, 0.45, 1)))
             return
-        self.status = ""
+        self.status = "" if self.photo_ready else app.tr("diagnose.next_photo")
         if o.status == "ok":
             self._render_diagnosis(box, o.diagnosis)
         elif o.status == "unusable":

@@ -38,7 +38,7 @@ class SettingsScreen(Screen):
         self.ids.language.text = LANGUAGE_NAMES.get(s.language, s.language)
         self.ids.training.active = s.training_enabled
         self.ids.token.text = s.device_token      # a password field: shown as dots
-        self.status = app.settings_error
+        self.status, self.key_status = app.settings_error, ""
         app.refresh_key()
         if app.bundled_key_error:
             self.key_status, self.key_status_level = app.tr("error.bad_builtin_key"), "error"

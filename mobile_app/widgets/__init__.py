@@ -96,16 +96,17 @@ class ProbabilityBar(BoxLayout):
 
 
 class ConfirmPopup(ModalView):
-    """"Are you sure?" for destructive actions: `on_confirm()` runs only after the red button."""
+    """"Are you sure?" for destructive actions: `action()` runs only after the red button.
+    (Not named on_confirm: Kivy binds "on_*" keyword arguments as event handlers.)"""
 
     title = StringProperty("")
     message = StringProperty("")
     confirm_text = StringProperty("")
     cancel_text = StringProperty("")
-    on_confirm = ObjectProperty(None, allownone=True)
+    action = ObjectProperty(None, allownone=True)
 
     def confirm(self) -> None:
-        callback = self.on_confirm
+        callback = self.action
         self.dismiss()
         if callback is not None:
             callback()
