@@ -59,6 +59,17 @@ class SyncOutcome:
     message: str = ""
     error_key: str = ""
     index_expires: str = ""
+    notice: str = ""              # the client's remark (e.g. the active version was withdrawn)
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """The signed model list as Home shows it: stale (expired or over half its life), when it
+    expires (UTC), and whether the installed version was withdrawn or fell below the minimum."""
+
+    stale: bool = False
+    expires: str = ""
+    withdrawn: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,18 +150,20 @@ class Actions:
         """The publisher key this device trusts since its first verified sync, or None."""
         return self.client.store.pinned_key()
 
-    def index_state(self) -> tuple[bool, str]:
-        """(stale, expires) of the signed model list last read (issue 13), (False, "") before it exists."""
-        status = getattr(self.client, "index_status", None)
+    def index_state(self) -> IndexState:
+        """How current the device's signed model list is (issue 13's `ModelStore.index_status`);
+        an unknown state (nothing stale) on a store without one."""
+        status = getattr(self.client.store, "index_status", None)
         if status is None:
-            return False, ""
+            return IndexState()
         try:
             state = status()
-        except (EdgeError, OSError):
-            return False, ""
-        if state is None:
-            return False, ""
-        return bool(getattr(state, "stale", False)), str(getattr(state, "expires", "") or "")
+        except (EdgeError, OSError, ValueError):
+            return IndexState()
+        return IndexState(stale=getattr(state, "state", "none") in ("stale", "expired"),
+                          expires=str(getattr(state, "expires", "") or ""),
+                          withdrawn=bool(getattr(state, "current_withdrawn", False)
+                                         or getattr(state, "current_below_minimum", False)))
 
     def personal_head_in_use(self) -> bool:
         """Whether a head trained on this device replaces the published one when grading."""
@@ -170,8 +183,11 @@ class Actions:
             try:
                 return GradeOutcome("ok", diagnosis=self.client.diagnose(str(photo), **extra))
             except PhotoQualityError as exc:
-                refer = bool(getattr(exc, "refer", False)) or getattr(exc, "decision", "") == "ungradable_refer"
-                return GradeOutcome("unusable", reason=exc.reason, hint=exc.hint, refer=refer)
+                # issue 14: after N refusals in a row for one eye the client says "could not be
+                # graded: refer" (UngradableReferral, reason "ungradable", the photo's own in last_reason)
+                refer = exc.reason == "ungradable"
+                reason = getattr(exc, "last_reason", None) or exc.reason if refer else exc.reason
+                return GradeOutcome("unusable", reason=reason, hint=exc.hint, refer=refer)
             except ModelNotInstalled as exc:
                 return GradeOutcome("no_model", reason=_reason(exc))
             except ImageError as exc:
@@ -198,10 +214,12 @@ class Actions:
                 log.warning("sync failed: %s", exc)
                 return SyncOutcome("failed", message=_reason(exc), error_key=sync_error_key(exc))
         expires = str(getattr(result, "index_expires", "") or "")
+        notice = str(getattr(result, "notice", "") or "")
         if result.cancelled:
-            return SyncOutcome("cancelled", version=result.version, message=result.message, index_expires=expires)
+            return SyncOutcome("cancelled", version=result.version, message=result.message, index_expires=expires,
+                               notice=notice)
         return SyncOutcome("updated" if result.updated else "current", version=result.version,
-                           message=result.message, index_expires=expires)
+                           message=result.message, index_expires=expires, notice=notice)
 
     def history(self) -> list:
         """Past results, newest first."""

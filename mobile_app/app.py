@@ -55,6 +55,7 @@ class DopamineApp(App):
     offered = NumericProperty(-1)                     # version the hub offers, -1 unknown
     index_stale = BooleanProperty(False)              # the signed model list expired (issue 13)
     index_expires = StringProperty("")
+    model_withdrawn = BooleanProperty(False)          # the publisher withdrew the installed version
     model = ObjectProperty(None, allownone=True)      # edge_client InstalledModel or None
     manifest = DictProperty({})                       # the active model's signed manifest
     notice = StringProperty("")                       # e.g. "fell back to an older model"
@@ -180,7 +181,8 @@ class DopamineApp(App):
         self.manifest = self.actions.manifest()
         self.notice = self.actions.notice()
         self.personal_head = self.model is not None and self.actions.personal_head_in_use()
-        self.index_stale, self.index_expires = self.actions.index_state()
+        index = self.actions.index_state()
+        self.index_stale, self.index_expires, self.model_withdrawn = index.stale, index.expires, index.withdrawn
         self.refresh_key()
 
     # ---- the publisher key -----------------------------------------------------------------
@@ -257,6 +259,8 @@ class DopamineApp(App):
             self.refresh_model()
             if outcome.index_expires:
                 self.index_expires = outcome.index_expires
+            if outcome.notice:
+                self.notice = outcome.notice
             if outcome.status in ("updated", "current"):
                 self.offered = outcome.version if outcome.version is not None else -1
             on_done(outcome)

@@ -21,19 +21,22 @@ class Banner:
 
 
 def home_banners(*, installed: int | None, server_set: bool, online: bool, offered: int | None,
-                 index_stale: bool, index_expires: str = "") -> list[Banner]:
+                 index_stale: bool, index_expires: str = "", withdrawn: bool = False) -> list[Banner]:
     """The banners Home shows, most important first.
 
     Args:
         installed: the active model version, None when no model is installed.
         server_set: a hub address is saved. online: the hub answered the last probe.
         offered: the version the hub offers (None: unknown). index_stale: the device's signed
-            model list has expired. index_expires: when it expired (shown if given).
+            model list is stale or expired. index_expires: when it expires (shown if given).
+        withdrawn: the signed list says the publisher withdrew the installed version.
 
     Returns:
         One to three Banners.
     """
     banners: list[Banner] = []
+    if installed is not None and withdrawn:
+        banners.append(Banner("banner.withdrawn", "error", {"version": installed}))
     if installed is None:
         if not server_set:
             banners.append(Banner("banner.no_model_no_server", "error"))

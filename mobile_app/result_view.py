@@ -32,6 +32,8 @@ class ResultView:
     reason: str                   # edge_client's reason for the decision ("" when none)
     grade: int
     p_referable: float | None
+    threshold: float | None       # the model's referral threshold on p_referable (from its card)
+    refer_at_grade: int           # "referable" means this grade or worse
     card: list[Line]
     workflow: list[Line]          # patient, eye, operator, local time (when the client records them)
 
@@ -113,9 +115,13 @@ def view(diagnosis, *, created: str = "", privacy: dict | None = None) -> Result
     """
     decision = decision_of(diagnosis)
     p_ref = getattr(diagnosis, "p_referable", None)
+    card = getattr(diagnosis, "card", None)
+    threshold = getattr(card, "threshold", None)
     return ResultView(decision=decision, level=DECISION_LEVEL[decision], reason=str(getattr(diagnosis, "reason", "") or ""),
                       grade=int(diagnosis.grade), p_referable=float(p_ref) if p_ref is not None else None,
-                      card=card_lines(getattr(diagnosis, "card", None), version=diagnosis.model_version,
+                      threshold=float(threshold) if threshold is not None else None,
+                      refer_at_grade=int(getattr(card, "refer_at_grade", 2) or 2),
+                      card=card_lines(card, version=diagnosis.model_version,
                                       created=created, privacy=privacy),
                       workflow=workflow_lines(diagnosis))
 

@@ -62,8 +62,8 @@ class Settings:
             raise SettingsError("language must be a language code such as 'en'")
         if not isinstance(self.device_token, str) or any(c.isspace() for c in self.device_token.strip()):
             raise SettingsError("the device token must be one word without spaces, as the hub printed it")
-        if not isinstance(self.operator, str) or len(self.operator) > 100:
-            raise SettingsError("operator must be a name of at most 100 characters")
+        if not isinstance(self.operator, str) or len(self.operator) > 64 or not self.operator.isprintable():
+            raise SettingsError("operator must be a name of at most 64 printable characters")
         key = ""
         if self.public_key.strip():
             try:

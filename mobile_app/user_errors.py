@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from edge_client import errors
 
-# Errors the supply chain (issue 13) adds, matched by class name so this runs on the API of
-# today and of after it: an expired or stale signed index, a withdrawn version, plain http to a
-# remote host.
+# Errors the supply chain (issue 13) adds (ExpiredIndexError, WithdrawnError,
+# InsecureTransportError, BusyError), matched by class name so this runs before and after them.
 _BY_NAME = (("Expired", "error.index_stale"), ("Stale", "error.index_stale"),
-            ("Withdrawn", "error.withdrawn"), ("Insecure", "error.insecure_http"))
+            ("Withdrawn", "error.withdrawn"), ("Insecure", "error.insecure_http"), ("Busy", "error.busy"))
 
 
 def sync_error_key(exc: BaseException) -> str:
@@ -48,5 +47,5 @@ def sync_error_key(exc: BaseException) -> str:
 
 SYNC_ERROR_KEYS = ("error.network", "error.hub_empty", "error.not_signed", "error.downgrade", "error.integrity",
                    "error.disk_full", "error.no_artifact", "error.storage", "error.unexpected", "error.index_stale",
-                   "error.withdrawn", "error.insecure_http", "error.no_key", "error.key_mismatch",
+                   "error.withdrawn", "error.insecure_http", "error.busy", "error.no_key", "error.key_mismatch",
                    "error.no_server", "error.bad_builtin_key")

@@ -4,10 +4,12 @@ kivy-ios's Python reports ``sys.platform == "darwin"`` on an iPhone, so the plat
 ``edge_client.runtimes.current_platform()`` (what the app passed from ``kivy.utils.platform``,
 else kivy-ios's ``KIVY_BUILD=ios``), never from ``sys.platform`` alone.
 
-The artifact is ``model_int8.mlpackage.zip`` (one file, one sha256, verified by the store just
-before the runtime loads it): each load unzips it afresh into a new private folder
-(``extract_package``: no member may leave it, at most 64 MB), so a stale or altered copy of an
-older extraction is never used, then compiles it with ``MLModel.compileModelAtURL:error:``. Input and outputs
+The artifact is ``model_int8.mlpackage.zip`` (one file, one sha256). Where the model store
+unpacks it at install (``models/<n>/model_int8.mlpackage/``, re-verified file by file each time
+the store loads the model) that folder is used; otherwise each load unzips the verified zip
+afresh into a new private folder (``extract_package``: no member may leave it, at most 64 MB),
+so a stale or altered copy of an older extraction is never used. Core ML then compiles it with
+``MLModel.compileModelAtURL:error:``. Input and outputs
 go through ``MLMultiArray`` buffers copied with ctypes. Untested here (no Apple device or
 macOS); the Core ML file itself is checked on Linux by the export tests, and the code above this
 adapter is tested with the desktop runtimes.
@@ -90,9 +92,11 @@ class IOSCoreMLRuntime(Runtime):
             from pyobjus.dylib_manager import load_framework
 
             load_framework("/System/Library/Frameworks/CoreML.framework")
-            for old in self.path.parent.glob(".coreml-*"):   # earlier loads' copies
-                shutil.rmtree(old, ignore_errors=True)
-            package = extract_package(self.path, self.path.parent)
+            package = self.path.with_suffix("")        # models/<n>/model_int8.mlpackage
+            if not package.is_dir():                   # a store that does not unpack at install
+                for old in self.path.parent.glob(".coreml-*"):   # earlier loads' copies
+                    shutil.rmtree(old, ignore_errors=True)
+                package = extract_package(self.path, self.path.parent)
             url = autoclass("NSURL").fileURLWithPath_(objc_str(str(package)))
             MLModel = autoclass("MLModel")
             self.model = MLModel.modelWithContentsOfURL_error_(MLModel.compileModelAtURL_error_(url, None), None)

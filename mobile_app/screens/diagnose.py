@@ -18,6 +18,12 @@ from . import load_kv
 load_kv(__file__)
 
 BODY = (0.1, 0.1, 0.12, 1)
+MAX_FIELD = 64          # what the edge client records for a patient id or an operator (issue 14)
+
+
+def field_ok(text: str) -> bool:
+    """A patient id or name the edge client accepts: at most 64 printable characters."""
+    return len(text) <= MAX_FIELD and text.isprintable()
 
 
 class DiagnoseScreen(Screen):
@@ -66,13 +72,15 @@ class DiagnoseScreen(Screen):
         if not self.photo_ready or self.grading:
             return
         app = App.get_running_app()
-        operator = self.ids.operator.text.strip()
+        operator, patient = self.ids.operator.text.strip(), self.ids.patient.text.strip()
+        if not all(field_ok(v) for v in (operator, patient)):
+            self.status = app.tr("diagnose.bad_field")
+            return
         if operator != app.settings.operator:
             app.save_settings(operator=operator)      # remembered for the next result
         self.grading, self.outcome = True, None
         self._rerender()
-        app.grade(self.photo, self._on_graded, patient_id=self.ids.patient.text.strip(), eye=self.eye,
-                  operator=operator)
+        app.grade(self.photo, self._on_graded, patient_id=patient, eye=self.eye, operator=operator)
 
     def _on_graded(self, outcome) -> None:
         self.grading = False
@@ -134,14 +142,18 @@ class DiagnoseScreen(Screen):
         manifest = app.manifest if app.model is not None and app.model.version == d.model_version else {}
         v = self.view = result_view.view(d, created=manifest.get("created", ""), privacy=manifest.get("privacy"))
         self._add(box, "decision", Factory.Banner(text=app.tr(f"decision.{v.decision}"), level=v.level))
-        if v.reason:
+        if v.p_referable is not None:        # the evidence for the decision, in the user's words
+            self._add(box, "p_referable", Factory.BodyLabel(text=app.tr(
+                "result.p_referable", grade=v.refer_at_grade, percent=int(round(100 * v.p_referable))), bold=True))
+        if v.threshold is not None:
+            self._add(box, "threshold", Factory.BodyLabel(text=app.tr(
+                "result.threshold", threshold=int(round(100 * v.threshold)))))
+        if v.reason and app.lang == "en":    # the client's own line is English
             self._add(box, "reason", Factory.BodyLabel(text=app.tr("result.reason", reason=v.reason)))
         percents = largest_remainder_percentages(d.probabilities)
         self._add(box, "grade", Factory.BodyLabel(
-            text=app.tr("result.grade", grade=app.tr(f"grade.{d.grade}"), percent=percents[d.grade]), bold=True))
-        if v.p_referable is not None:
-            self._add(box, "p_referable", Factory.BodyLabel(
-                text=app.tr("result.p_referable", percent=int(round(100 * v.p_referable)))))
+            text=app.tr("result.grade", grade=app.tr(f"grade.{d.grade}"), percent=percents[d.grade]),
+            bold=v.p_referable is None))
         bars = []
         for i, (p, pct) in enumerate(zip(d.probabilities, percents)):
             bar = Factory.ProbabilityBar(label=app.tr(f"grade.{i}"), value=float(p), percent=pct,

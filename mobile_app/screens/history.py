@@ -17,10 +17,34 @@ load_kv(__file__)
 MAX_ROWS = 200   # older entries stay in the export; a phone should not build thousands of rows
 
 
+# The history's decisions (issue 14) -> the row's words; "refused" rows are photos the gate refused.
+ROW_DECISION = {"refer": "refer", "no_referral": "no_referral", "uncertain_refer": "uncertain_refer",
+                "ungradable": "ungradable_refer", "refused": "refused"}
+
+
 def entry_decision(entry) -> str:
     """The decision a history row shows: the client's (issue 14) or refer / no referral."""
-    decision = getattr(entry, "decision", None)
-    return decision if decision else ("refer" if entry.refer else "no_referral")
+    decision = ROW_DECISION.get(getattr(entry, "decision", None) or "")
+    return decision or ("refer" if entry.refer else "no_referral")
+
+
+def row_text(app, entry) -> str:
+    """One history row in the user's words: who, when, the decision, the grade, the model."""
+    decision = entry_decision(entry)
+    when = str(getattr(entry, "local_time", None) or entry.time)[:16].replace("T", " ")
+    if decision == "refused":
+        code = getattr(entry, "refusal", None) or ""
+        reason = app.tr(f"quality.{code}")
+        what = app.tr("history.refused", reason=code if reason == f"quality.{code}" else reason)
+        text = f"{when} · {what}"
+    else:
+        grade = app.tr(f"grade.{entry.grade}") if entry.grade is not None else "—"
+        text = app.tr("history.row", time=when, grade=grade, decision=app.tr(f"history.{decision}"),
+                      version=entry.model_version)
+    eye = getattr(entry, "eye", None)
+    who = " · ".join(x for x in (getattr(entry, "patient_id", None) or "",
+                                  app.tr(f"history.eye_{eye}") if eye in ("left", "right") else "") if x)
+    return f"{who}\n{text}" if who else text
 
 
 class HistoryScreen(Screen):
@@ -78,16 +102,9 @@ class HistoryScreen(Screen):
             return
         for e in self.entries[:MAX_ROWS]:
             decision = entry_decision(e)
-            who = " · ".join(x for x in (getattr(e, "patient_id", None) or "",
-                                         app.tr(f"history.eye_{e.eye}") if getattr(e, "eye", None) in ("left", "right")
-                                         else "") if x)
-            text = app.tr("history.row", time=str(e.time)[:16].replace("T", " "), grade=app.tr(f"grade.{e.grade}"),
-                          decision=app.tr(f"history.{decision}"), version=e.model_version)
-            if who:
-                text = f"{who}\n{text}"
             row = BoxLayout(size_hint_y=None, spacing=dp(8))
-            level = "ok" if decision == "no_referral" else "warn" if decision == "uncertain_refer" else "error"
-            label = Factory.BodyLabel(text=text, size_hint_x=0.68, color=LEVEL_TEXT[level])
+            level = {"no_referral": "ok", "uncertain_refer": "warn", "refused": "info"}.get(decision, "error")
+            label = Factory.BodyLabel(text=row_text(app, e), size_hint_x=0.68, color=LEVEL_TEXT[level])
             button = Factory.DangerButton(text=app.tr("history.delete"), size_hint_x=0.32)
             button.entry_id = e.id
             button.bind(on_release=lambda b: self.ask_delete(b.entry_id))

@@ -8,7 +8,8 @@ from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.screenmanager import Screen
 
 from ..home_state import home_banners
-from ..result_view import privacy_line
+from ..result_view import card_lines, privacy_line
+from ..widgets import LEVEL_TEXT
 from . import load_kv
 
 load_kv(__file__)
@@ -30,6 +31,7 @@ class HomeScreen(Screen):
         app = App.get_running_app()
         app.bind(model=self._render, lang=self._render, personal_head=self._render, manifest=self._render,
                  online=self._render_banners, offered=self._render_banners, index_stale=self._render_banners,
+                 model_withdrawn=self._render_banners,
                  server_url=self._render_banners)
         self._cancel = None
         self.banners: list = []
@@ -38,6 +40,7 @@ class HomeScreen(Screen):
     def _render(self, *_args) -> None:
         app = App.get_running_app()
         self._render_banners()
+        self.ids.card.clear_widgets()
         m = app.model
         if m is None:
             self.model_text = app.tr("home.no_model")
@@ -54,9 +57,15 @@ class HomeScreen(Screen):
         if app.personal_head:
             lines.append(app.tr("home.personal"))
         self.model_text = "\n".join(lines)
-        line = privacy_line(app.manifest.get("privacy") if app.manifest else
-                            {"epsilon": m.epsilon, "delta": m.delta, "accountant": m.accountant})
+        privacy = app.manifest.get("privacy") if app.manifest else \
+            {"epsilon": m.epsilon, "delta": m.delta, "accountant": m.accountant}
+        line = privacy_line(privacy)
         self.privacy_text, self.privacy_warn = app.tr(line.key, **line.values), line.warn
+        box = self.ids.card                  # validation and calibration, as on every result
+        for item in card_lines(getattr(m, "card", None), version=m.version, created=m.created, privacy=privacy):
+            if item.key in ("card.validated", "card.not_validated", "card.calibrated", "card.not_calibrated"):
+                box.add_widget(Factory.BodyLabel(text=app.tr(item.key, **item.values), bold=item.warn,
+                                                 color=LEVEL_TEXT["warn"] if item.warn else (0.1, 0.1, 0.12, 1)))
 
     def _render_banners(self, *_args) -> None:
         app = App.get_running_app()
@@ -65,7 +74,8 @@ class HomeScreen(Screen):
         installed = app.model.version if app.model is not None else None
         self.banners = home_banners(installed=installed, server_set=bool(app.server_url), online=app.online,
                                     offered=app.offered if app.offered >= 0 else None,
-                                    index_stale=app.index_stale, index_expires=app.index_expires)
+                                    index_stale=app.index_stale, index_expires=app.index_expires,
+                                    withdrawn=app.model_withdrawn)
         for b in self.banners:
             box.add_widget(Factory.Banner(text=app.tr(b.key, **b.values), level=b.level))
 
