@@ -87,7 +87,7 @@ class DiagnoseScreen(Screen):
         self.photo_ready = Path(self.photo).is_file()   # a picked copy is deleted once graded
         self.outcome = outcome
         self._rerender()
-        Clock.schedule_once(lambda _dt: scroll_into_view(self.ids.result), 0)
+        Clock.schedule_once(lambda _dt: scroll_into_view(self.ids.result_title), 0)
 
     # ---- rendering --------------------------------------------------------------------------
     def _rerender(self, *_args) -> None:

@@ -2,6 +2,8 @@
 the share sheet."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from kivy.app import App
 from kivy.factory import Factory
 from kivy.metrics import dp
@@ -89,8 +91,9 @@ class HistoryScreen(Screen):
             self.status = app.tr("history.export_failed", reason=error)
         elif error:
             self.status = app.tr("history.share_failed", path=path)
-        else:
-            self.status = app.tr("history.shared" if shared else "history.exported", path=path)
+        else:      # the share sheet shows where it goes; a desktop keeps it where it was written
+            self.status = app.tr("history.shared", path=Path(path).name) if shared else \
+                app.tr("history.exported", path=path)
         self.export_path = path
 
     def _render(self) -> None:

@@ -163,13 +163,19 @@ class TwoPane(BoxLayout):
 
 
 def scroll_into_view(widget) -> None:
-    """Scroll the nearest ScrollView so `widget` shows (only when its content is taller than the
-    view: Kivy's scroll_to misplaces content that fits)."""
+    """Scroll the nearest ScrollView so that `widget`'s top is at the top of the view (a result
+    is read from its first line), as far as the content allows."""
     parent = widget.parent
     while parent is not None and not isinstance(parent, ScrollView):
         parent = parent.parent
-    if parent is not None and parent.children and parent.children[0].height > parent.height:
-        parent.scroll_to(widget, animate=False)
+    if parent is None or not parent.children:
+        return
+    content = parent.children[0]
+    scrollable = content.height - parent.height
+    if scrollable <= 0:
+        return
+    _, top = content.to_widget(*widget.to_window(widget.x, widget.top))
+    parent.scroll_y = max(0.0, min(1.0, 1 - (content.height - top) / scrollable))
 
 
 def load() -> None:
