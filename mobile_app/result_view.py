@@ -102,7 +102,7 @@ def workflow_lines(diagnosis) -> list[Line]:
     if getattr(diagnosis, "operator", None):
         lines.append(Line("result.operator", {"operator": diagnosis.operator}))
     if getattr(diagnosis, "local_time", None):
-        lines.append(Line("result.time", {"time": str(diagnosis.local_time)}))
+        lines.append(Line("result.time", {"time": str(diagnosis.local_time).replace("T", " ")}))
     return lines
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edge_client import errors as edge_errors
 from fixtures_bundle import ROOT, run_cli
 from mobile_app.i18n import translate
 from mobile_app.percent import largest_remainder_percentages
@@ -168,11 +169,18 @@ def test_grading_while_an_update_downloads(session, published):
     assert r["unusable"]["status"] == "unusable" and "bars" not in r["unusable"]
     assert r["unusable"]["texts"]["error"] == translate("diagnose.unusable", reason=translate("quality.too_dark"))
     assert r["unusable"]["texts"]["hint"] == translate("diagnose.hint", hint=translate("hint.too_dark"))
+    ungradable = r["ungradable"]        # the third refusal of one eye in a row
+    if hasattr(edge_errors, "UngradableReferral"):     # issue 14's client: "could not be graded: refer"
+        assert ungradable["refer"] and ungradable["texts"]["decision"] == translate("decision.ungradable_refer")
+        assert ungradable["levels"]["decision"] == "error"
+        assert ungradable["texts"]["error"] == r["unusable"]["texts"]["error"]     # the photo's own reason
+    else:
+        assert not ungradable["refer"] and ungradable["texts"] == r["unusable"]["texts"]
     assert r["corrupt"]["status"] == "unreadable" and "bars" not in r["corrupt"]
     assert r["corrupt"]["texts"]["error"].startswith(translate("diagnose.error", reason="")[:20])
     # every photo the picker copied (as a phone's content URI is copied) was deleted once graded
     # (and the photo of the key's QR code once read)
-    assert r["cache_after_grading"] == {"copies_made": 4 + (size == "800x1280"), "left": []}
+    assert r["cache_after_grading"] == {"copies_made": 6 + (size == "800x1280"), "left": []}
 
 
 def test_offline_back_history_export(session):

@@ -170,6 +170,7 @@ def run(args, result: dict, hub, proxy, width: int, height: int, start_hub) -> N
     d.tap(home.ids.check_button)
     d.wait(lambda: not home.syncing, "the first sync", timeout=120)
     result["home_v1"] = read_home(home)
+    assert app.model is not None, f"the first sync failed: {result['home_v1']}"
     result["key_after_sync"] = {"source": app.key_source, "fingerprint": app.key_fingerprint,
                                 "pinned": app.actions.pinned_key() is not None}
     step("synced v1")
@@ -203,6 +204,7 @@ def run(args, result: dict, hub, proxy, width: int, height: int, start_hub) -> N
     proxy.release()
     d.wait(lambda: not home.syncing, "the second download", timeout=120)
     result["home_v2"] = read_home(home)
+    assert app.model is not None and app.model.version == 2, f"the second sync failed: {result['home_v2']}"
     step("graded during the download")
 
     picker.push(args.photo[1])
@@ -213,7 +215,9 @@ def run(args, result: dict, hub, proxy, width: int, height: int, start_hub) -> N
     result["diagnosis_v2"] = read_result(diag)
     result["shots"]["diagnose"] = s.shot("diagnose")
     s.check_sizes("diagnose")
-    for key, path in (("unusable", args.unusable), ("corrupt", args.corrupt)):
+    # a dark photo of the same eye three times (issue 14's client then advises referral), then a corrupt file
+    for key, path in (("unusable", args.unusable), ("unusable_2", args.unusable), ("ungradable", args.unusable),
+                      ("corrupt", args.corrupt)):
         picker.push(path)
         d.tap(diag.ids.pick_button)
         d.wait(lambda: diag.photo_ready, f"the {key} photo (picker calls {picker.calls}, photo {diag.photo})")
@@ -221,6 +225,7 @@ def run(args, result: dict, hub, proxy, width: int, height: int, start_hub) -> N
         d.wait(lambda: not diag.grading, f"grading the {key} photo", timeout=60)
         result[key] = read_result(diag)
     s.check_sizes("diagnose_unusable")
+    result["shots"]["diagnose_ungradable"] = s.shot("diagnose_ungradable")
     result["cache_after_grading"] = {"copies_made": len(picker.copies), "left": [p.name for p in picker.cached()]}
     step("graded v2")
 

@@ -145,6 +145,7 @@ def read_result(screen) -> dict:
     """What the Diagnose screen shows, as text and numbers, and the client's diagnosis behind it."""
     w = screen.result_widgets
     out = {"status": screen.outcome.status if screen.outcome else None,
+           "refer": bool(screen.outcome.refer) if screen.outcome else None,
            "texts": {k: v.text for k, v in w.items() if k != "bars"},
            "levels": {k: getattr(v, "level", None) for k, v in w.items() if k != "bars"},
            "warn": [k for k, v in w.items() if k != "bars" and tuple(v.color[:3]) == (0.6, 0.33, 0.0)]}
