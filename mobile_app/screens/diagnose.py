@@ -130,7 +130,8 @@ class DiagnoseScreen(Screen):
         reason, hint = app.tr(f"quality.{o.reason}"), app.tr(f"hint.{o.reason}")
         reason = o.reason if reason == f"quality.{o.reason}" else reason
         hint = o.hint if hint == f"hint.{o.reason}" else hint
-        if o.refer:
+        if o.refer:           # no more retakes: the person goes to a specialist
+            hint = app.tr("hint.ungradable")
             self._add(box, "decision", Factory.Banner(text=app.tr("decision.ungradable_refer"), level="error"))
         self._add(box, "error", Factory.BodyLabel(text=app.tr("diagnose.unusable", reason=reason),
                                                  color=LEVEL_TEXT["error"], bold=True))

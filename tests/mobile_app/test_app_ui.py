@@ -174,6 +174,7 @@ def test_grading_while_an_update_downloads(session, published):
         assert ungradable["refer"] and ungradable["texts"]["decision"] == translate("decision.ungradable_refer")
         assert ungradable["levels"]["decision"] == "error"
         assert ungradable["texts"]["error"] == r["unusable"]["texts"]["error"]     # the photo's own reason
+        assert ungradable["texts"]["hint"] == translate("diagnose.hint", hint=translate("hint.ungradable"))
     else:
         assert not ungradable["refer"] and ungradable["texts"] == r["unusable"]["texts"]
     assert r["corrupt"]["status"] == "unreadable" and "bars" not in r["corrupt"]
