@@ -110,4 +110,4 @@ class HomeScreen(Screen):
             self.status, self.status_level = app.tr("home.cancelled"), "info"
         else:
             self.status, self.status_level = app.tr(outcome.error_key or "error.unexpected"), "error"
-        self.details = outcome.message
+            self.details = outcome.message        # the client's own line, for whoever supports the clinic

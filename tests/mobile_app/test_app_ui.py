@@ -108,6 +108,7 @@ def check_result(shown: dict, lang: str = "en", version: int | None = None) -> N
             assert f"card{card.index(warned)}" in shown["warn"]
 
 
+@pytest.mark.slow      # one app session per size, shared: ~35 s each, plus the export
 def test_fresh_install_to_first_grade(session, published):
     size, r = session
     assert r["window"] == [int(v) for v in size.split("x")]
@@ -140,6 +141,7 @@ def test_fresh_install_to_first_grade(session, published):
     assert r["key_after_sync"] == {"source": "pinned", "fingerprint": right, "pinned": True}
 
 
+@pytest.mark.slow      # one app session per size, shared: ~35 s each, plus the export
 def test_grading_while_an_update_downloads(session, published):
     from edge_client.api import EdgeClient
 
@@ -184,6 +186,7 @@ def test_grading_while_an_update_downloads(session, published):
     assert r["cache_after_grading"] == {"copies_made": 6 + (size == "800x1280"), "left": []}
 
 
+@pytest.mark.slow      # one app session per size, shared: ~35 s each, plus the export
 def test_offline_back_history_export(session):
     size, r = session
     off = r["home_offline"]
@@ -207,6 +210,7 @@ def test_offline_back_history_export(session):
         assert len(list(csv.DictReader(f))) == n - 1
 
 
+@pytest.mark.slow      # one app session per size, shared: ~35 s each, plus the export
 def test_training_on_a_clinic_tablet(session, published):
     from edge_client.api import EdgeClient
 
@@ -261,6 +265,7 @@ def test_training_on_a_clinic_tablet(session, published):
     assert EdgeClient(r["home_dir"]).personal_head() is None
 
 
+@pytest.mark.slow      # one app session per size, shared: ~35 s each, plus the export
 def test_three_languages_and_both_sizes(session):
     size, r = session
     for lang in ("fr", "sw"):
