@@ -96,6 +96,7 @@ class IOSPicker(PhotoPicker):
                 popover.sourceView = root.view()
             root.presentViewController_animated_completion_(sheet, True, None)
         except Exception as exc:
-            Clock.schedule_once(lambda _dt: callback(ShareResult(error=f"the share sheet could not open ({exc})")), 0)
+            failed = ShareResult(error=f"the share sheet could not open ({exc})")   # now: exc is gone later
+            Clock.schedule_once(lambda _dt: callback(failed), 0)
             return
         Clock.schedule_once(lambda _dt: callback(ShareResult(shared=True)), 0)

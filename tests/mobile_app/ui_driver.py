@@ -14,7 +14,6 @@ import faulthandler
 import json
 import subprocess
 import sys
-import time
 import traceback
 from pathlib import Path
 
