@@ -62,7 +62,13 @@ class EdgeClient:
         self.notice: str | None = None  # set when the client fell back to an older model
         self._runtime = None
         self._runtime_version: int | None = None
+        # Two locks, so a model download never blocks grading: `_lock` is held by each grading
+        # or training round (the runtime and the active version it reads); `_sync_lock` lets one
+        # sync run at a time and is never held by a grading. The new version becomes current with
+        # one atomic rename (store.set_current), and the runtime cache is dropped under `_lock`:
+        # each grading runs wholly on the version it read, the next one on the new version.
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
 
     # -- model --------------------------------------------------------------------------------
     def _active(self) -> Installed:
@@ -131,6 +137,9 @@ class EdgeClient:
             on first use, must equal the pinned key after. progress: (done, total) callback.
             cancel: threading.Event that stops the download (resumable). ca_file: private CA.
 
+        Gradings go on while it downloads (it never holds the grading lock); a second sync on
+        this client waits for the first.
+
         Raises:
             SyncError subclasses (NetworkError, TrustError, DowngradeError, IntegrityError,
             DiskFullError, NoCompatibleArtifact); the previous model stays active.
@@ -138,11 +147,14 @@ class EdgeClient:
         from edge_client.fetcher import Fetcher
 
         key = public_key if isinstance(public_key, (bytes, type(None))) else read_public_key(public_key)
-        result = _sync(self.store, server_url, public_key=key, progress=progress, cancel=cancel,
-                       fetcher=Fetcher(server_url, ca_file=ca_file, insecure_http=insecure_http))
-        if result.updated:
-            self._runtime = None
-            self.notice = None
+        with self._sync_lock:
+            result = _sync(self.store, server_url, public_key=key, progress=progress, cancel=cancel,
+                           fetcher=Fetcher(server_url, ca_file=ca_file, insecure_http=insecure_http))
+            if result.updated:
+                with self._lock:      # between two gradings: the next one loads the new version
+                    self._runtime = None
+                    self._runtime_version = None
+                    self.notice = None
         return result
 
     def _runtime_for(self, inst: Installed):

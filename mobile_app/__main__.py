@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Kivy reads its own options from sys.argv unless told not to; ours are parsed above.
     os.environ.setdefault("KIVY_NO_ARGS", "1")
-    if "ANDROID_ARGUMENT" not in os.environ and sys.platform != "ios":   # phones: full screen
+    from edge_client.runtimes import current_platform   # reads the signals kivy.utils.platform reads
+
+    if current_platform() not in ("android", "ios"):                     # phones: full screen
         from kivy.config import Config   # the window size must be set before the window exists
         Config.set("graphics", "width", str(args.width))
         Config.set("graphics", "height", str(args.height))

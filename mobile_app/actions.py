@@ -7,6 +7,8 @@ reason instead of an exception, so screens only choose words and colours.
 """
 from __future__ import annotations
 
+import inspect
+import logging
 import socket
 import threading
 import time
@@ -24,25 +26,50 @@ from edge_client.preprocess import ImageError
 from edge_client.runtimes import available_runtimes
 from edge_client.training import RoundSettings
 
+from .user_errors import sync_error_key
+
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class GradeOutcome:
     """status: "ok" (diagnosis set), "unusable" (quality gate: reason + hint), "unreadable"
-    (not an image), "no_model", or "failed" (anything else, reason says what)."""
+    (not an image), "no_model", or "failed" (anything else, reason says what).
+
+    refer: for "unusable", the client advises referral because this eye could not be graded
+    after repeated attempts (issue 14's "could not be graded: refer")."""
 
     status: str
     diagnosis: Any = None
     reason: str = ""       # for "unusable": the quality gate's code (too_dark, blurry, ...)
     hint: str = ""
+    refer: bool = False
 
 
 @dataclass(frozen=True)
 class SyncOutcome:
-    """status: "updated", "current" (nothing newer), "cancelled" or "failed"."""
+    """status: "updated", "current" (nothing newer), "cancelled" or "failed".
+
+    error_key: for "failed", the "error.*" translation key saying what happened and what to do;
+    message: the edge client's own line (technical details); index_expires: when the signed
+    model list read by this sync expires ("" when the hub has none)."""
 
     status: str
     version: int | None = None
     message: str = ""
+    error_key: str = ""
+    index_expires: str = ""
+    notice: str = ""              # the client's remark (e.g. the active version was withdrawn)
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """The signed model list as Home shows it: stale (expired or over half its life), when it
+    expires (UTC), and whether the installed version was withdrawn or fell below the minimum."""
+
+    stale: bool = False
+    expires: str = ""
+    withdrawn: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,15 +120,50 @@ def _reason(exc: BaseException) -> str:
 
 
 class Actions:
-    """Blocking wrappers around one EdgeClient; safe to call from worker threads one at a time."""
+    """Blocking wrappers around one EdgeClient, called from worker threads.
+
+    Grading and training share the loaded model and take turns; a sync runs beside them (the
+    edge client downloads without holding its grading lock and swaps the new model in between
+    two gradings), so a health worker keeps grading while an update downloads."""
 
     def __init__(self, client: EdgeClient):
         self.client = client
-        self._lock = threading.Lock()   # one grade or sync at a time touches the model files
+        self._model_lock = threading.Lock()    # one grading or training round at a time
+        self._sync_lock = threading.Lock()     # one sync at a time
 
     def installed_model(self):
         """The installed model's card, or None."""
         return self.client.installed_model()
+
+    def manifest(self) -> dict:
+        """The active model's signed manifest ({} when none): its privacy block and date."""
+        store = self.client.store
+        version = store.current_version()
+        if version is None:
+            return {}
+        try:
+            return store.load(version, check_hash=False).manifest
+        except EdgeError:
+            return {}
+
+    def pinned_key(self) -> bytes | None:
+        """The publisher key this device trusts since its first verified sync, or None."""
+        return self.client.store.pinned_key()
+
+    def index_state(self) -> IndexState:
+        """How current the device's signed model list is (issue 13's `ModelStore.index_status`);
+        an unknown state (nothing stale) on a store without one."""
+        status = getattr(self.client.store, "index_status", None)
+        if status is None:
+            return IndexState()
+        try:
+            state = status()
+        except (EdgeError, OSError, ValueError):
+            return IndexState()
+        return IndexState(stale=getattr(state, "state", "none") in ("stale", "expired"),
+                          expires=str(getattr(state, "expires", "") or ""),
+                          withdrawn=bool(getattr(state, "current_withdrawn", False)
+                                         or getattr(state, "current_below_minimum", False)))
 
     def personal_head_in_use(self) -> bool:
         """Whether a head trained on this device replaces the published one when grading."""
@@ -111,13 +173,21 @@ class Actions:
         """What the client wants the user to know (e.g. it fell back to an older model), or ""."""
         return self.client.notice or ""
 
-    def grade(self, photo: str | Path) -> GradeOutcome:
-        """Grade one photo on the device."""
-        with self._lock:
+    def grade(self, photo: str | Path, *, patient_id: str = "", eye: str = "", operator: str = "") -> GradeOutcome:
+        """Grade one photo on the device; patient id, eye and operator go with the result when the
+        client records them (issue 14)."""
+        extra = {k: v for k, v in (("patient_id", patient_id), ("eye", eye), ("operator", operator)) if v}
+        accepted = inspect.signature(self.client.diagnose).parameters
+        extra = {k: v for k, v in extra.items() if k in accepted}
+        with self._model_lock:
             try:
-                return GradeOutcome("ok", diagnosis=self.client.diagnose(str(photo)))
+                return GradeOutcome("ok", diagnosis=self.client.diagnose(str(photo), **extra))
             except PhotoQualityError as exc:
-                return GradeOutcome("unusable", reason=exc.reason, hint=exc.hint)
+                # issue 14: after N refusals in a row for one eye the client says "could not be
+                # graded: refer" (UngradableReferral, reason "ungradable", the photo's own in last_reason)
+                refer = exc.reason == "ungradable"
+                reason = getattr(exc, "last_reason", None) or exc.reason if refer else exc.reason
+                return GradeOutcome("unusable", reason=reason, hint=exc.hint, refer=refer)
             except ModelNotInstalled as exc:
                 return GradeOutcome("no_model", reason=_reason(exc))
             except ImageError as exc:
@@ -125,24 +195,31 @@ class Actions:
             except (EdgeError, OSError, ValueError, RuntimeError) as exc:
                 return GradeOutcome("failed", reason=_reason(exc))
 
-    def sync(self, server_url: str, *, public_key: str = "",
+    def sync(self, server_url: str, *, public_key: bytes | None = None,
              progress: Callable[[int, int], None] | None = None,
              cancel: threading.Event | None = None) -> SyncOutcome:
-        """Check the server for a newer model and install it (verified by the edge client)."""
+        """Check the server for a newer model and install it (verified by the edge client).
+
+        Args:
+            public_key: the raw key to trust on first use (None once a key is pinned).
+        """
         if not server_url:
-            return SyncOutcome("failed", message="no server address set")
-        with self._lock:
+            return SyncOutcome("failed", error_key="error.no_server")
+        with self._sync_lock:
             try:
-                result = self.client.sync(server_url, public_key=public_key or None,
-                                          progress=progress, cancel=cancel)
-            except Exception as exc:  # network, signature, disk: all shown to the user
+                result = self.client.sync(server_url, public_key=public_key, progress=progress, cancel=cancel)
+            except Exception as exc:  # network, signature, disk: all shown to the user, in words
                 if cancel is not None and cancel.is_set():
                     return SyncOutcome("cancelled", message=_reason(exc))
-                return SyncOutcome("failed", message=_reason(exc))
+                log.warning("sync failed: %s", exc)
+                return SyncOutcome("failed", message=_reason(exc), error_key=sync_error_key(exc))
+        expires = str(getattr(result, "index_expires", "") or "")
+        notice = str(getattr(result, "notice", "") or "")
         if result.cancelled:
-            return SyncOutcome("cancelled", version=result.version, message=result.message)
+            return SyncOutcome("cancelled", version=result.version, message=result.message, index_expires=expires,
+                               notice=notice)
         return SyncOutcome("updated" if result.updated else "current", version=result.version,
-                           message=result.message)
+                           message=result.message, index_expires=expires, notice=notice)
 
     def history(self) -> list:
         """Past results, newest first."""
@@ -181,7 +258,7 @@ class Actions:
     def train(self, labels_csv: str | Path, mode: str, epsilon: float,
               progress: Callable[[str, int, int], None] | None = None) -> TrainOutcome:
         """Run one DP training round on the device (personal or federated)."""
-        with self._lock:
+        with self._model_lock:
             try:
                 return TrainOutcome("ok", result=self.client.train_round(labels_csv, mode, epsilon,
                                                                          progress=progress))
@@ -231,6 +308,22 @@ class Actions:
     def clear_personal_head(self) -> None:
         """Diagnose with the shared head again."""
         self.client.clear_personal_head()
+
+
+def offered_version(server_url: str, timeout: float = 3.0) -> int | None:
+    """The model version the hub offers (its manifest's X-Model-Version header), None if unknown.
+
+    Only for the "update available" banner: nothing is trusted from it (a sync verifies the
+    signed manifest). The body is not read; no device data is sent.
+    """
+    import requests
+
+    try:
+        with requests.get(server_url.rstrip("/") + "/v1/manifest", timeout=timeout, stream=True) as r:
+            value = r.headers.get("X-Model-Version", "") if r.status_code == 200 else ""
+    except requests.RequestException:
+        return None
+    return int(value) if value.isdigit() else None
 
 
 def server_reachable(server_url: str, timeout: float = 1.5) -> bool:

@@ -5,12 +5,14 @@ Pure Python (no Kivy) so it is testable on its own and usable before the window 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlparse
+
+from edge_client.fileio import atomic_write_text
+
+from .provision import PublisherKeyError, encode_key, parse_key
 
 AUTO_RUNTIME = "auto"    # let the edge client choose; any other value names one of its runtimes
 
@@ -42,8 +44,9 @@ class Settings:
     runtime: str = "auto"
     language: str = "en"
     training_enabled: bool = False
-    public_key: str = ""        # base64 Ed25519 key given at install; "" = the client's default
+    public_key: str = ""        # base64 Ed25519 key pasted or scanned here; "" = the built-in one
     device_token: str = field(default="", repr=False)   # the hub's upload token; never logged or shown
+    operator: str = ""          # who grades on this device (remembered for the next result)
 
     def validated(self) -> "Settings":
         """A copy with normalised values.
@@ -59,8 +62,16 @@ class Settings:
             raise SettingsError("language must be a language code such as 'en'")
         if not isinstance(self.device_token, str) or any(c.isspace() for c in self.device_token.strip()):
             raise SettingsError("the device token must be one word without spaces, as the hub printed it")
-        return replace(self, server_url=check_server_url(self.server_url), public_key=self.public_key.strip(),
-                       device_token=self.device_token.strip())
+        if not isinstance(self.operator, str) or len(self.operator) > 64 or not self.operator.isprintable():
+            raise SettingsError("operator must be a name of at most 64 printable characters")
+        key = ""
+        if self.public_key.strip():
+            try:
+                key = encode_key(parse_key(self.public_key, source="public_key"))
+            except PublisherKeyError as exc:
+                raise SettingsError(f"{exc}: paste the publisher's public key (base64) or scan its QR code") from None
+        return replace(self, server_url=check_server_url(self.server_url), public_key=key,
+                       device_token=self.device_token.strip(), operator=self.operator.strip())
 
 
 class SettingsStore:
@@ -90,15 +101,8 @@ class SettingsStore:
             raise SettingsError(f"{self.path}: {exc}") from exc
 
     def save(self, settings: Settings) -> Settings:
-        """Validate and write atomically (temp file + os.replace); returns what was written."""
+        """Validate and write atomically and durably (mode 0600: it holds the device token);
+        returns what was written."""
         settings = settings.validated()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".settings-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(asdict(settings), f, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.path, json.dumps(asdict(settings), indent=1, sort_keys=True), mode=0o600)
         return settings

@@ -1,22 +1,32 @@
-"""Platform photo pickers behind one small interface (`PhotoPicker`).
+"""Platform pickers behind one small interface (`PhotoPicker`).
 
-`default_picker()` chooses the Android one on Android (imported only there: it needs pyjnius) and
-the desktop file chooser elsewhere; tests pass their own fake to the app.
+`default_picker()` chooses by `kivy.utils.platform`: Android (pyjnius; imported only there),
+iOS (pyobjus, kivy-ios's conventions; imported only there), else the desktop file chooser.
+Tests pass their own picker to the app.
 """
 from __future__ import annotations
 
-from .base import PhotoPicker, PickResult
+from pathlib import Path
+
+from .base import PhotoPicker, PickResult, ShareResult
 
 
-def default_picker() -> PhotoPicker:
-    """The picker for the platform the app runs on."""
+def default_picker(cache_root: str | Path) -> PhotoPicker:
+    """The picker for the platform the app runs on.
+
+    Args:
+        cache_root: the app's cache folder on a desktop (phones use their own cache folders).
+    """
     from kivy.utils import platform
 
     if platform == "android":
         from .android import AndroidPicker
         return AndroidPicker()
+    if platform == "ios":
+        from .ios import IOSPicker
+        return IOSPicker()
     from .desktop import DesktopPicker
-    return DesktopPicker()
+    return DesktopPicker(cache_dir=Path(cache_root) / "picked")
 
 
-__all__ = ["PhotoPicker", "PickResult", "default_picker"]
+__all__ = ["PhotoPicker", "PickResult", "ShareResult", "default_picker"]

@@ -1,4 +1,8 @@
-"""Desktop picker: a Kivy file chooser in a popup (there is no camera on a desktop)."""
+"""Desktop picker: a Kivy file chooser in a popup (there is no camera on a desktop).
+
+Photos are graded where they are (no copies); a labelled set may be a labels CSV in its photo
+folder, or a zip of that folder (unpacked into the cache). Exports stay where they are written.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,14 +22,26 @@ IMAGE_PATTERNS = ["*.png", "*.jpg", "*.jpeg", "*.PNG", "*.JPG", "*.JPEG", "*.bmp
 class DesktopPicker(PhotoPicker):
     """Opens a file chooser rooted at the home folder (or `start_dir`)."""
 
-    def __init__(self, start_dir: str | Path | None = None):
+    def __init__(self, start_dir: str | Path | None = None, cache_dir: str | Path | None = None):
+        super().__init__(cache_dir)
         self.start_dir = str(start_dir or Path.home())
 
     def pick_photo(self, callback: Callback) -> None:
         self._choose("Choose a fundus photo", IMAGE_PATTERNS, callback)
 
     def pick_labels(self, callback: Callback) -> None:
-        self._choose("Choose the labels file (CSV)", ["*.csv", "*.CSV"], callback)
+        def unpack_zip(result: PickResult) -> None:
+            if result.path is None or result.path.suffix.lower() != ".zip" or self.cache_dir is None:
+                callback(result)
+                return
+            from ..labelset import LabelSetError, unpack
+            try:
+                callback(PickResult(path=unpack([result.path], self.cache_file("labelset", ""))))
+            except (LabelSetError, OSError) as exc:
+                callback(PickResult(error=str(exc)))
+
+        self._choose("Choose the labels file (CSV) or a zip of its folder", ["*.csv", "*.CSV", "*.zip", "*.ZIP"],
+                     unpack_zip)
 
     def _choose(self, title: str, patterns: list[str], callback: Callback) -> None:
         chooser = FileChooserListView(path=self.start_dir, filters=patterns)

@@ -12,6 +12,8 @@ from kivy.properties import BooleanProperty, NumericProperty, ObjectProperty, St
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.screenmanager import Screen
 
+from edge_client.privacy_figures import epsilon_str
+
 from . import load_kv
 
 load_kv(__file__)
@@ -51,6 +53,7 @@ class TrainScreen(Screen):
 
     def on_kv_post(self, _base):
         app = App.get_running_app()
+        self.popup = None
         app.bind(lang=lambda *_a: (self._render_queue(), self._render_labels()))
         self.bind(labels=self._render_labels, labels_csv=self._render_labels, checking=self._render_labels,
                   mode=self._render_labels)
@@ -95,7 +98,7 @@ class TrainScreen(Screen):
         counts = ", ".join(f"{app.tr(f'grade.{g}')} {n}" for g, n in enumerate(b.histogram)) if ok else ""
         self.photos_line = (app.tr("train.photos", count=b.photos, patients=b.patients) + "\n"
                             + app.tr("train.histogram", counts=counts)) if ok else ""
-        self.budget_line = app.tr("train.budget", spent=f"{b.spent:.2f}", budget=f"{b.budget:.2f}",
+        self.budget_line = app.tr("train.budget", spent=epsilon_str(b.spent), budget=f"{b.budget:.2f}",
                                   delta=f"{b.delta:g}", rounds=b.rounds) if ok else ""
         self.problems_line = ("\n".join([app.tr("train.bad_rows"), *b.problems[:20]])
                               if b is not None and b.status == "bad" else "")
@@ -134,7 +137,7 @@ class TrainScreen(Screen):
         if outcome.status == "ok":
             r = outcome.result
             self.progress = 1
-            text = app.tr("train.done", photos=r.photos, steps=r.steps, epsilon=f"{r.epsilon_spent:.2f}",
+            text = app.tr("train.done", photos=r.photos, steps=r.steps, epsilon=epsilon_str(r.epsilon_spent),
                           before=round(100 * r.accuracy_before), after=round(100 * r.accuracy_after))
             if r.mode == "federated":
                 text += " " + app.tr("train.done_federated")
@@ -144,6 +147,12 @@ class TrainScreen(Screen):
             self.result_text = app.tr(f"train.status_{outcome.status}", reason=reason)
         self.reload_labels()
         self.refresh_queue()
+
+    def ask_stop_personal(self) -> None:
+        """Going back to the shared head deletes the personal one (its ε stays spent): confirm first."""
+        app = App.get_running_app()
+        self.popup = app.confirm(title=app.tr("train.personal_stop"), message=app.tr("train.personal_stop_message"),
+                                 confirm=app.tr("train.personal_stop"), on_confirm=self.stop_personal)
 
     def stop_personal(self) -> None:
         app = App.get_running_app()
@@ -164,13 +173,20 @@ class TrainScreen(Screen):
         box = self.ids.queue
         box.clear_widgets()
         for u in self.queue:
-            text = app.tr("train.queue_row", id=u.id, version=u.base_version, epsilon=f"{u.epsilon:.2f}",
+            text = app.tr("train.queue_row", id=u.id, version=u.base_version, epsilon=epsilon_str(u.epsilon),
                           steps=u.steps, status=app.tr(f"train.update_{u.status}"))
             row = UpdateRow(update_id=u.id, text=text, can_approve=u.status == "pending",
                             can_discard=u.status in ("pending", "approved"))
             row.ids.approve.bind(on_release=lambda b, i=u.id: self.change(i, True))
-            row.ids.discard.bind(on_release=lambda b, i=u.id: self.change(i, False))
+            row.ids.discard.bind(on_release=lambda b, i=u.id: self.ask_discard(i))
             box.add_widget(row)
+
+    def ask_discard(self, update_id: int) -> None:
+        """Discarding drops the update for good (its ε stays spent): confirm first."""
+        app = App.get_running_app()
+        self.popup = app.confirm(title=app.tr("train.discard_title", id=update_id),
+                                 message=app.tr("train.discard_message"), confirm=app.tr("train.discard"),
+                                 on_confirm=lambda: self.change(update_id, False))
 
     def change(self, update_id: int, approve: bool) -> None:
         """Approve or discard one update, then show the queue again."""

@@ -66,6 +66,7 @@ class Driver:
 
         from kivy.uix.scrollview import ScrollView
 
+        self.pump(2)        # let what the last frame scheduled (a scroll, a re-layout) happen first
         if widget.disabled:
             raise AssertionError(f"cannot tap disabled {type(widget).__name__} {getattr(widget, 'text', '')!r}")
         parent = widget.parent
@@ -120,7 +121,9 @@ def visible_widgets(root):
 
 
 def size_violations(window) -> list[str]:
-    """Touch targets under 48 dp, text under 16 sp, and widgets sticking out of the window."""
+    """Touch targets under 48 dp, text under 16 sp, text cut short (a one-line label narrower than
+    its words, or a shortened one with "..."), and widgets sticking out of the window."""
+    from kivy.core.text import Label as CoreLabel
     from kivy.metrics import dp, sp
     from kivy.uix.behaviors import ButtonBehavior
     from kivy.uix.label import Label
@@ -136,6 +139,11 @@ def size_violations(window) -> list[str]:
                     problems.append(f"touch target {name} is {w.width:.0f}x{w.height:.0f} px < 48 dp")
             if isinstance(w, (Label, TextInput)) and getattr(w, "text", "") and w.font_size < sp(16) - 0.01:
                 problems.append(f"text {name} is {w.font_size:.1f} px < 16 sp")
+            if isinstance(w, Label) and w.text and (w.shorten or w.text_size[0] is None):
+                needed = CoreLabel(font_size=w.font_size, bold=w.bold, font_name=w.font_name).get_extents(w.text)[0]
+                room = w.text_size[0] if w.text_size[0] is not None else w.width
+                if needed > room + 1:
+                    problems.append(f"text {name} is cut: needs {needed:.0f} px, has {room:.0f}")
             x0, y0 = w.to_window(w.x, w.y)
             if x0 < -1 or x0 + w.width > window.width + 1:
                 problems.append(f"{name} sticks out of the window horizontally ({x0:.0f}..{x0 + w.width:.0f})")

@@ -1,45 +1,36 @@
-"""Run the real app headless through a whole screening session and write what it showed as JSON.
+"""Run the real app headless through a first run and a clinic's day, and write what it showed as JSON.
 
-Usage (one window size per process; the window is never resized):
-    python tests/mobile_app/ui_driver.py --size 360x640 --home H --hub-root HUB --public-key PUB \
-        --photo A.png --photo B.png --unusable DARK.png --corrupt BAD.png --labels LABELS.csv \
-        --bad-labels BAD.csv --token TOKEN --shots DIR --out RESULT.json
-
-It starts `python -m hub serve` on loopback itself (so it can stop it mid-run for the offline
-part, and start it again for the training upload), drives the app only through touches (text
-fields are filled in as a keyboard would), and records what the screens display;
-tests/mobile_app/test_app_ui.py asserts on the JSON.
+Usage (one window size per process; the window is never resized): see parse(). The driver
+starts `python -m hub serve` on loopback itself, behind a gate proxy (a link on which a model
+download can be held half-way), so it can grade while an update downloads, then stop the hub
+for the offline part and start it again for the training upload. It drives the app only
+through touches and the back key (text fields are filled in as a keyboard would) and records
+what the screens display; tests/mobile_app/test_app_ui.py asserts on the JSON.
 """
 from __future__ import annotations
 
 import argparse
 import faulthandler
 import json
+import subprocess
 import sys
-import time
 import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "mobile_app")]
 
 from kivy_harness import Driver, headless, size_violations  # noqa: E402  (no kivy import yet)
 
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    p.add_argument("--size", required=True)
-    p.add_argument("--home", required=True)
-    p.add_argument("--hub-root", required=True)
-    p.add_argument("--public-key", required=True)
+    for name in ("--size", "--home", "--hub-root", "--dist-v2", "--builtin-key", "--key-qr", "--unusable", "--corrupt",
+                 "--labels-zip", "--bad-labels", "--token", "--shots", "--out"):
+        p.add_argument(name, required=True)
     p.add_argument("--photo", action="append", required=True)
-    p.add_argument("--unusable", required=True)
-    p.add_argument("--corrupt", required=True)
-    p.add_argument("--labels", required=True, help="a specialist's labels CSV (image,grade) for the Train screen")
-    p.add_argument("--bad-labels", required=True, help="a labels CSV with bad rows")
-    p.add_argument("--token", required=True, help="a device token the hub issued")
-    p.add_argument("--shots", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--wrong-builtin-key", action="store_true",
+                   help="the built-in key is another publisher's: the user scans the right one")
     p.add_argument("--deadline", type=float, default=240, help="dump stacks and exit after this many seconds")
     return p.parse_args()
 
@@ -50,307 +41,270 @@ def main() -> int:
     width, height = (int(v) for v in args.size.split("x"))
     headless(width, height)
     result: dict = {"size": [width, height], "steps": [], "violations": {}, "shots": {}}
-    hubs: list = []
+    hubs, proxies = [], []
     try:
         from fixtures_bundle import HubProcess
+        from gate_proxy import GateProxy
 
         def start_hub():
             hubs.append(HubProcess(Path(args.hub_root)))
             return hubs[-1]
 
         hub = start_hub()
-        result["hub_url"] = hub.url
-        run(args, result, hub, width, height, start_hub)
+        host, port = hub.url.split("//")[1].split(":")
+        proxies.append(GateProxy((host, int(port))))
+        run(args, result, hub, proxies[0], width, height, start_hub)
         result["ok"] = True
     except BaseException as exc:  # the JSON says what broke; the test prints it
         result["ok"] = False
         result["error"] = "".join(traceback.format_exception(exc))
     finally:
+        for proxy in proxies:
+            proxy.close()
         for hub in hubs:
             hub.stop()
         Path(args.out).write_text(json.dumps(result, indent=1, default=str))
     return 0 if result["ok"] else 1
 
 
-def run(args, result: dict, hub, width: int, height: int, start_hub) -> None:
+class Session:
+    """The running app and the helpers every step uses."""
+
+    def __init__(self, app, picker, result: dict, shots: Path, tag: str):
+        from kivy.core.window import Window
+
+        self.app, self.picker, self.result, self.shots, self.tag = app, picker, result, shots, tag
+        self.d, self.window = Driver(), Window
+
+    def nav(self, name: str):
+        tab = next(t for t in self.app.nav.tabs() if t.screen == name)
+        self.d.tap(tab)
+        self.d.pump(2)
+        return self.app.screen(name)
+
+    def back(self) -> str:
+        """Android's back button (key 27); returns the screen shown after it."""
+        handled = self.window.dispatch("on_keyboard", 27, 41, None, [])
+        self.d.pump(2)
+        assert handled, "the back key was not handled"
+        return self.app.current
+
+    def check_sizes(self, name: str) -> None:
+        self.d.pump(2)
+        self.result["violations"][name] = size_violations(self.window)
+
+    def shot(self, name: str) -> str:
+        return self.d.screenshot(self.shots / f"{name}_{self.tag}.png")
+
+    def wait_popup(self):
+        from kivy.uix.modalview import ModalView
+
+        def open_one():
+            return next((c for c in self.window.children if isinstance(c, ModalView) and c._is_open), None)
+
+        self.d.wait(lambda: open_one() is not None, "a confirmation")
+        self.d.pump(3)
+        return open_one()
+
+
+def run(args, result: dict, hub, proxy, width: int, height: int, start_hub) -> None:
     from kivy.clock import Clock
     from kivy.core.window import Window
 
     from fake_picker import FakePicker
     from mobile_app.app import DopamineApp
-    from mobile_app.settings_store import Settings, SettingsStore
+    from ui_flows import files_in, language_tour, read_home, read_result, rows_text, train_session
 
-    home = Path(args.home)
-    tag = f"{width}x{height}"
-    shots = Path(args.shots)
-    # Provisioning at install: the publisher's key ships with the app (here: its settings file).
-    SettingsStore(home / "app_settings.json").save(
-        Settings(public_key=Path(args.public_key).read_text().strip()))
-
-    picker = FakePicker()
-    app = DopamineApp(home=home, picker=picker, probe_interval=0.3)
+    home_dir = Path(args.home)
+    picker = FakePicker(home_dir / "picker-cache")
+    # A fresh install: no settings file, the publisher key built into the app by the build step.
+    app = DopamineApp(home=home_dir, picker=picker, probe_interval=0.3, bundled_key=args.builtin_key)
     root = app.build()
     app.root = root
     Window.add_widget(root)
     app.dispatch("on_start")
-    d = Driver()
+    s = Session(app, picker, result, Path(args.shots), f"{width}x{height}")
+    d = s.d
     d.pump(3)
-    result["window"] = list(Window.size)
-    result["nav_initial"] = [b.screen for b in reversed(root.ids.nav.children)]
     step = result["steps"].append
+    result["window"] = list(Window.size)
+    result["fresh"] = {"settings_file": (home_dir / "app_settings.json").exists(), "home": read_home(app.screen("home")),
+                       "nav": [t.screen for t in app.nav.tabs()]}
 
-    def check_sizes(name: str) -> None:
-        d.pump(2)
-        result["violations"][name] = size_violations(Window)
-
-    def nav(name: str):
-        button = next(b for b in root.ids.nav.children if b.screen == name)
-        d.tap(button)
-        d.pump(2)
-        return app.screen(name)
-
-    # -- Settings: type the server address, save -------------------------------------------
-    settings = nav("settings")
-    result["shots"]["settings"] = d.screenshot(shots / f"settings_{tag}.png")
-    check_sizes("settings")
+    # -- Settings: the built-in key's fingerprint; type the server address ---------------------
+    settings = s.nav("settings")
+    result["key_fresh"] = {"fingerprint": app.key_fingerprint, "source": app.key_source,
+                           "shown": settings.ids.key_fingerprint.text, "source_text": settings.ids.key_source.text}
     settings.ids.server.text = "ftp://nowhere"
     d.tap(settings.ids.save_button)
     result["bad_url_status"] = settings.status
-    settings.ids.server.text = hub.url
+    settings.ids.server.text = proxy.url
     d.tap(settings.ids.save_button)
     result["settings_status"] = settings.status
-    step("settings saved")
+    step("server saved")
 
-    # -- Home: online, check for update ----------------------------------------------------
-    home_screen = nav("home")
+    home = s.nav("home")
     d.wait(lambda: app.online, "the online badge")
-    result["home_before"] = {"model": home_screen.ids.model_text.text, "online": home_screen.ids.online.text}
-    d.tap(home_screen.ids.check_button)
-    result["sync_started"] = home_screen.syncing
-    d.wait(lambda: not home_screen.syncing, "sync to finish", timeout=120)
-    result["home_after"] = {"model": home_screen.ids.model_text.text, "privacy": home_screen.ids.privacy_text.text,
-                            "status": home_screen.ids.status.text, "online": home_screen.ids.online.text,
-                            "server": home_screen.ids.server.text, "progress": home_screen.progress}
-    result["shots"]["home"] = d.screenshot(shots / f"home_{tag}.png")
-    check_sizes("home")
-    step("synced")
+    result["home_online_no_model"] = read_home(home)
+    if args.wrong_builtin_key:        # the app was built with another publisher's key
+        d.tap(home.ids.check_button)
+        d.wait(lambda: not home.syncing, "the refused sync", timeout=60)
+        result["wrong_key_sync"] = read_home(home)
+        settings = s.nav("settings")
+        settings.ids.key_input.text = "not a key at all"
+        d.tap(settings.ids.paste_button)
+        result["pasted_garbage"] = settings.key_status
+        picker.push(args.key_qr)                     # the supervisor's QR code, photographed
+        d.tap(settings.ids.scan_button)
+        popup = s.wait_popup()
+        result["scan_confirm"] = popup.message
+        d.tap(popup.ids.confirm_button)
+        d.wait(lambda: app.key_source == "entered", "the scanned key")
+        result["key_scanned"] = {"fingerprint": app.key_fingerprint, "status": settings.key_status,
+                                 "shown": settings.ids.key_fingerprint.text}
+        home = s.nav("home")
+        step("key scanned")
 
-    # -- Diagnose: pick, grade (UI keeps drawing), read the result --------------------------
-    diag = nav("diagnose")
+    # -- First sync: installs version 1 and pins the key ---------------------------------------
+    d.tap(home.ids.check_button)
+    d.wait(lambda: not home.syncing, "the first sync", timeout=120)
+    result["home_v1"] = read_home(home)
+    assert app.model is not None, f"the first sync failed: {result['home_v1']}"
+    result["key_after_sync"] = {"source": app.key_source, "fingerprint": app.key_fingerprint,
+                                "pinned": app.actions.pinned_key() is not None}
+    step("synced v1")
+
+    # -- Version 2 is published; the banner says so; its download is held half-way -----------
+    r = subprocess.run([sys.executable, "-m", "hub", "publish", args.dist_v2, "--root", args.hub_root], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    d.wait(lambda: app.offered == 2, "the update-available banner", timeout=30)
+    d.pump(2)
+    result["home_update_available"] = read_home(home)
+    proxy.hold()
+    d.tap(home.ids.check_button)
+    d.wait(lambda: proxy.holding.is_set() and home.progress > 0, "the download to be under way", timeout=60)
+    result["home_downloading"] = read_home(home) | {"during": home.ids.during_sync.text}
+
+    diag = s.nav("diagnose")
+    diag.ids.patient.text = "P-0042"
+    d.tap(diag.ids.eye_left)
+    diag.ids.operator.text = "Amina"
     picker.push(args.photo[0])
     d.tap(diag.ids.pick_button)
-    d.wait(lambda: diag.photo, "the picked photo")
+    d.wait(lambda: diag.photo_ready, "the picked photo")
     frames0 = Clock.frames_displayed
-    t0 = time.monotonic()
     d.tap(diag.ids.grade_button)
-    result["grade_press_seconds"] = time.monotonic() - t0
     result["grading_after_press"] = diag.grading
     result["status_while_grading"] = diag.status
-    d.wait(lambda: not diag.grading, "grading", timeout=120)
+    d.wait(lambda: not diag.grading, "grading during the download", timeout=60)
     result["frames_while_grading"] = Clock.frames_displayed - frames0
-    result["diagnosis"] = read_result(diag)
-    result["shots"]["diagnose"] = d.screenshot(shots / f"diagnose_{tag}.png")
-    check_sizes("diagnose")
-    step("graded")
+    result["during_download"] = read_result(diag) | {"still_syncing": home.syncing, "held": proxy.holding.is_set()}
+    proxy.release()
+    d.wait(lambda: not home.syncing, "the second download", timeout=120)
+    result["home_v2"] = read_home(home)
+    assert app.model is not None and app.model.version == 2, f"the second sync failed: {result['home_v2']}"
+    step("graded during the download")
 
-    for key, path in (("unusable", args.unusable), ("corrupt", args.corrupt)):
+    picker.push(args.photo[1])
+    d.tap(diag.ids.pick_button)
+    d.wait(lambda: diag.photo_ready, "the second photo")
+    d.tap(diag.ids.grade_button)
+    d.wait(lambda: not diag.grading, "grading on version 2", timeout=60)
+    result["diagnosis_v2"] = read_result(diag)
+    result["shots"]["diagnose"] = s.shot("diagnose")
+    s.check_sizes("diagnose")
+    # a dark photo of the same eye three times (issue 14's client then advises referral), then a corrupt file
+    for key, path in (("unusable", args.unusable), ("unusable_2", args.unusable), ("ungradable", args.unusable),
+                      ("corrupt", args.corrupt)):
         picker.push(path)
         d.tap(diag.ids.pick_button)
-        d.wait(lambda p=path: diag.photo == str(p), f"the {key} photo")
+        d.wait(lambda: diag.photo_ready, f"the {key} photo (picker calls {picker.calls}, photo {diag.photo})")
         d.tap(diag.ids.grade_button)
-        d.wait(lambda: not diag.grading, f"grading the {key} photo", timeout=120)
+        d.wait(lambda: not diag.grading, f"grading the {key} photo", timeout=60)
         result[key] = read_result(diag)
-        if key == "unusable":
-            check_sizes("diagnose_unusable")
-    step("bad photos")
+    s.check_sizes("diagnose_unusable")
+    result["shots"]["diagnose_ungradable"] = s.shot("diagnose_ungradable")
+    result["cache_after_grading"] = {"copies_made": len(picker.copies), "left": [p.name for p in picker.cached()]}
+    step("graded v2")
 
-    # -- Offline: stop the hub, grade again ------------------------------------------------
+    # -- Offline: the hub and the link go away; grading goes on -------------------------------
+    home = s.nav("home")
+    result["shots"]["home"] = s.shot("home")
+    s.check_sizes("home")
+    proxy.close()
     hub.stop()
     d.wait(lambda: not app.online, "the offline badge", timeout=30)
-    picker.push(args.photo[-1])
+    d.pump(2)
+    result["home_offline"] = read_home(home)
+    diag = s.nav("diagnose")
+    picker.push(args.photo[1])
     d.tap(diag.ids.pick_button)
-    d.wait(lambda: diag.photo == str(args.photo[-1]), "the second photo")
+    d.wait(lambda: diag.photo_ready, "the offline photo")
     d.tap(diag.ids.grade_button)
-    d.wait(lambda: not diag.grading, "offline grading", timeout=120)
+    d.wait(lambda: not diag.grading, "offline grading", timeout=60)
     result["offline_diagnosis"] = read_result(diag)
-    result["offline_home"] = nav("home").ids.online.text
     step("offline")
 
-    # -- History: newest first, delete one, export -----------------------------------------
-    hist = nav("history")
-    d.wait(lambda: len(hist.ids.rows.children) >= 2, "history rows")
-    result["history"] = [{"id": e.id, "time": e.time, "grade": e.grade} for e in hist.entries]
-    result["history_rows"] = [rows_text(r) for r in reversed(hist.ids.rows.children)]
-    result["shots"]["history"] = d.screenshot(shots / f"history_{tag}.png")
-    check_sizes("history")
-    first_delete = list(reversed(hist.ids.rows.children))[0].children[0]
+    # -- Back button: screens, then a dialog ----------------------------------------------------
+    s.nav("history")
+    result["back"] = [s.back(), s.back()]           # history -> diagnose -> home
+
+    # -- History: newest first; delete is confirmed; export goes to the share sheet ------------
+    hist = s.nav("history")
+    d.wait(lambda: len(hist.entries) >= 3, "history rows")
+    result["history"] = [{"id": e.id, "time": e.time, "grade": e.grade, "version": e.model_version}
+                         for e in hist.entries]
+    result["history_rows"] = [rows_text(row) for row in reversed(hist.ids.rows.children)]
+    result["shots"]["history"] = s.shot("history")
+    s.check_sizes("history")
+    newest = list(reversed(hist.ids.rows.children))[0].children[0]
     n = len(hist.entries)
-    d.tap(first_delete)
-    d.wait(lambda: len(hist.entries) == n - 1, "the deleted row")
+    d.tap(newest)
+    popup = s.wait_popup()
+    result["delete_confirm"] = {"message": popup.message, "confirm": popup.ids.confirm_button.text}
+    result["back_in_dialog"] = s.back()              # back closes the dialog, nothing deleted
+    d.pump(3)
+    result["after_back_dialog"] = len(hist.entries)
+    d.tap(newest)
+    popup = s.wait_popup()
+    d.tap(popup.ids.cancel_button)
+    d.pump(3)
+    result["after_cancel"] = len(hist.entries)
+    d.tap(newest)
+    popup = s.wait_popup()
+    d.tap(popup.ids.confirm_button)
+    d.pump(5)
+    d.wait(lambda: len(hist.entries) == n - 1, f"the deleted row ({popup.message!r}, open {popup._is_open}, "
+                                               f"{[type(c).__name__ for c in Window.children]})")
     result["history_after_delete"] = [e.id for e in hist.entries]
     d.tap(hist.ids.export_button)
-    d.wait(lambda: hist.status, "the export message")
-    result["export_status"] = hist.status
+    d.wait(lambda: picker.shared and hist.status != app.tr("history.exporting"), "the share sheet")
+    result["export"] = {"status": hist.status, "shared": picker.shared}
     step("history")
 
-    # -- Settings: enable training (Train tab and the token field appear), type the token -----
-    settings = nav("settings")
+    # -- Settings: the pinned key; enable training (Train tab and token appear) -----------------
+    settings = s.nav("settings")
+    result["key_pinned_view"] = {"source_text": settings.ids.key_source.text,
+                                 "paste_disabled": settings.ids.paste_button.disabled}
+    result["shots"]["settings"] = s.shot("settings")
+    s.check_sizes("settings")
     d.tap(settings.ids.training)
     d.pump(2)
     settings.ids.token.text = args.token
     d.tap(settings.ids.save_button)
-    result["nav_with_training"] = [b.screen for b in reversed(root.ids.nav.children)]
+    result["nav_with_training"] = [t.screen for t in app.nav.tabs()]
+    result["nav_fit"] = [(t.text, round(t.width), round(t.ids.label.texture_size[0])) for t in app.nav.tabs()]
     result["token_saved"] = app.settings.device_token == args.token
-    step("training enabled")
-    train_session(d, app, picker, args, result, nav, check_sizes, start_hub, shots, tag)
+    train_session(s, args, start_hub)
+    step("training")
 
-    settings = nav("settings")
-    d.tap(settings.ids.language)                      # opens the drop-down
-    d.pump(2)
-    options = settings.ids.language._dropdown.container.children
-    result["language_options"] = [o.text for o in options]
-    d.tap(next(o for o in options if o.text == "Français"))
-    result["language_chosen"] = settings.ids.language.text
-    dropdown = settings.ids.language._dropdown   # closes after min_state_time, like for a person
-    d.wait(lambda: dropdown.parent is None, "the language list to close", timeout=5)
-    d.tap(settings.ids.save_button)
-    result["language_status"] = settings.status
-    result["lang"] = app.lang
-    result["nav_fr"] = [b.text for b in reversed(root.ids.nav.children)]
-    diag = nav("diagnose")
-    result["diagnosis_fr"] = read_result(diag)
-    check_sizes("diagnose_fr")
-    check_sizes("settings_fr")
-    train = nav("train")
-    d.pump(2)
-    result["train_fr"] = {"budget": train.ids.budget_text.text, "mode": train.ids.mode_text.text,
-                          "queue": queue_rows(train)}
-    check_sizes("train_fr")
-    step("settings")
-
-
-def train_session(d, app, picker, args, result: dict, nav, check_sizes, start_hub, shots: Path, tag: str) -> None:
-    """The Train screen end to end: labels, budget, a federated round, approve, upload offline then
-    online, a personal round used by Diagnose, and going back to the shared head."""
-    from kivy.clock import Clock
-
-    step = result["steps"].append
-    train = nav("train")
-    result["train_initial"] = {"labels": train.ids.labels_text.text, "queue": train.ids.queue_empty.text,
-                               "train_disabled": train.ids.train_button.disabled}
-    picker.push(args.bad_labels)            # a file with mistakes: every bad row is listed, nothing trains
-    d.tap(train.ids.pick_button)
-    d.wait(lambda: train.labels is not None, "the bad labels to be read")
-    result["train_bad_labels"] = {"problems": train.ids.problems_text.text, "photos": train.ids.photos_text.text,
-                                  "train_disabled": train.ids.train_button.disabled}
-    check_sizes("train_bad_labels")
-    picker.push(args.labels)
-    d.tap(train.ids.pick_button)
-    d.wait(lambda: train.labels is not None and train.labels.status == "ok", "the labels to be read")
-    result["train_labels"] = {"labels": train.ids.labels_text.text, "photos": train.ids.photos_text.text,
-                              "budget": train.ids.budget_text.text, "problems": train.ids.problems_text.text}
-    check_sizes("train_labels")
-
-    # federated round: the bar moves through both stages while frames keep being drawn
-    stages: list[str] = []
-    train.bind(progress_text=lambda _w, text: stages.append(text))
-    d.tap(train.ids.federated_button)
-    frames0 = Clock.frames_displayed
-    d.tap(train.ids.train_button)
-    result["training_after_press"] = train.training
-    result["train_button_disabled_while_training"] = train.ids.train_button.disabled
-    d.wait(lambda: not train.training, "the federated round", timeout=180)
-    result["frames_while_training"] = Clock.frames_displayed - frames0
-    result["train_stages"] = stages
-    d.wait(lambda: train.labels is not None and train.labels.rounds == 1 and train.queue, "budget and queue")
-    r = train.outcome.result
-    result["federated"] = {"status": train.outcome.status, "mode": r.mode, "update_id": r.update_id,
-                           "epsilon_round": r.epsilon_round, "steps": r.steps, "base_version": r.base_version,
-                           "result_text": train.ids.result_text.text, "budget": train.ids.budget_text.text,
-                           "queue": queue_rows(train)}
-    scroll = train.ids.scroll      # the result and the queue in view (scroll_to misplaces content that fits)
-    if scroll.children[0].height > scroll.height:
-        scroll.scroll_to(train.ids.upload_button, animate=False)
-    d.pump(2)
-    result["shots"]["train"] = d.screenshot(shots / f"train_{tag}.png")
-    check_sizes("train_queue")
-
-    # approve, then upload while the hub is down (stopped for the offline part): it waits
-    row = train.ids.queue.children[-1]
-    d.tap(row.ids.approve)
-    d.wait(lambda: train.has_approved, "the approved update")
-    result["queue_approved"] = queue_rows(train)
-    d.tap(train.ids.upload_button)
-    d.wait(lambda: not train.uploading and train.upload_text != app.tr("train.uploading"), "the offline upload",
-           timeout=60)
-    d.wait(lambda: train.has_approved, "the queue after the offline upload")
-    result["upload_offline"] = {"text": train.ids.upload_text.text, "queue": queue_rows(train)}
-
-    # the hub is back (on a new port): type its address in Settings, upload again
-    hub = start_hub()
-    result["hub_url_2"] = hub.url
-    settings = nav("settings")
-    settings.ids.server.text = hub.url
-    d.tap(settings.ids.save_button)
-    result["settings_status_2"] = settings.status
-    train = nav("train")
-    d.wait(lambda: train.has_approved, "the queue")
-    d.tap(train.ids.upload_button)
-    d.wait(lambda: not train.uploading and train.upload_text != app.tr("train.uploading"), "the upload", timeout=60)
-    d.wait(lambda: not train.has_approved, "the uploaded queue")
-    result["upload_online"] = {"text": train.ids.upload_text.text, "queue": queue_rows(train),
-                               "upload_disabled": train.ids.upload_button.disabled}
-    step("federated round uploaded")
-
-    # personal round: used by Diagnose, labelled as such; then back to the shared head
-    d.tap(train.ids.personal_button)
-    train.ids.epsilon.text = "1"
-    d.tap(train.ids.train_button)
-    d.wait(lambda: not train.training, "the personal round", timeout=180)
-    d.wait(lambda: train.labels is not None and train.labels.rounds == 2, "the budget after the personal round")
-    result["personal"] = {"status": train.outcome.status, "mode": train.outcome.result.mode,
-                          "update_id": train.outcome.result.update_id, "result_text": train.ids.result_text.text,
-                          "personal_text": train.ids.personal_text.text, "app_personal": app.personal_head,
-                          "budget": train.ids.budget_text.text, "queue_len": len(train.queue)}
-    result["shots"]["train_personal"] = d.screenshot(shots / f"train_personal_{tag}.png")
-    check_sizes("train_personal")
-    diag = nav("diagnose")
-    picker.push(args.photo[0])
-    d.tap(diag.ids.pick_button)
-    d.wait(lambda: diag.photo == str(args.photo[0]), "the photo")
-    d.tap(diag.ids.grade_button)
-    d.wait(lambda: not diag.grading, "grading with the personal head", timeout=120)
-    result["personal_diagnosis"] = read_result(diag)
-    result["home_personal"] = nav("home").ids.model_text.text
-    train = nav("train")
-    d.tap(train.ids.stop_personal_button)
-    d.pump(2)
-    result["personal_stopped"] = {"app_personal": app.personal_head, "result_text": train.ids.result_text.text}
-    step("personal round")
-
-
-def queue_rows(train) -> list[dict]:
-    return [{"id": row.update_id, "text": row.ids.text.text, "approve": not row.ids.approve.disabled,
-             "discard": not row.ids.discard.disabled} for row in reversed(train.ids.queue.children)]
-
-
-def rows_text(row) -> str:
-    return " | ".join(getattr(c, "text", "") for c in reversed(row.children))
-
-
-def read_result(screen) -> dict:
-    """What the Diagnose screen shows, as text and numbers."""
-    w = screen.result_widgets
-    out = {"status": screen.outcome.status if screen.outcome else None,
-           "texts": {k: v.text for k, v in w.items() if k != "bars"}}
-    if "bars" in w:
-        out["bars"] = [{"label": b.label, "value": b.value, "percent": b.percent,
-                        "shown": b.children[0].text} for b in w["bars"]]
-    if screen.outcome is not None and screen.outcome.diagnosis is not None:
-        dg = screen.outcome.diagnosis
-        out["model"] = {"grade": dg.grade, "probabilities": dg.probabilities, "refer": dg.refer,
-                        "personal_head": dg.personal_head}
-    return out
+    for lang in ("fr", "sw", "en"):
+        language_tour(s, lang)
+        result["nav_fit_" + lang] = [(t.text, round(t.width), round(t.ids.label.texture_size[0]))
+                                     for t in app.nav.tabs()]
+    result["state_files"] = files_in(home_dir)
+    step("languages")
 
 
 if __name__ == "__main__":
