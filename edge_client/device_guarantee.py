@@ -11,7 +11,7 @@ import math
 
 from edge_client.privacy_figures import TEST_BUILD_TEXT, epsilon_str, guarantee_text, round_up
 
-__all__ = ["patient_guarantee", "remaining_str", "scope_lines", "SCOPE_TEXT"]
+__all__ = ["patient_guarantee", "remaining_str", "scope_lines", "composed_figures", "SCOPE_TEXT"]
 
 SCOPE_TEXT = ("this ε covers this device's own training rounds only (personal and federated), "
               "for each patient in these photos")
@@ -38,6 +38,17 @@ def _model_figures(model_privacy: dict | None) -> tuple[float, float] | None:
     return float(p["epsilon"]), float(p["delta"])
 
 
+def composed_figures(model_privacy: dict | None, *, epsilon: float, delta: float,
+                     seeded: bool = False) -> tuple[str, str] | None:
+    """(ε, δ) as shown for a patient in both the model's training set and this device's rounds:
+    ε1 + ε2 rounded up, δ1 + δ2. None when either side states no guarantee."""
+    figures = _model_figures(model_privacy)
+    if seeded or figures is None:
+        return None
+    eps, dlt = figures
+    return epsilon_str(epsilon + eps), f"{delta + dlt:g}"
+
+
 def scope_lines(model_privacy: dict | None, *, epsilon: float, delta: float, seeded: bool = False,
                 model_version: int | None = None) -> list[str]:
     """What the device's ε covers, and what protects a patient also in the model's training set.
@@ -59,8 +70,8 @@ def scope_lines(model_privacy: dict | None, *, epsilon: float, delta: float, see
         lines.append(f"{model} states no DP guarantee of its own ({guarantee_text(model_privacy)}): a patient who "
                      f"was also in its training set has no guarantee from it")
         return lines
-    eps, dlt = figures
+    both_epsilon, both_delta = composed_figures(model_privacy, epsilon=epsilon, delta=delta)
     lines.append(f"a patient who was also in the hospitals' training set of {model} "
                  f"({guarantee_text(model_privacy)}) is protected by both together (basic composition): "
-                 f"ε = {epsilon_str(epsilon + eps)}, δ = {delta + dlt:g}")
+                 f"ε = {both_epsilon}, δ = {both_delta}")
     return lines

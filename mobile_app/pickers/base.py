@@ -70,7 +70,7 @@ class PhotoPicker:
         raise NotImplementedError
 
     def pick_labels(self, callback: Callback) -> None:
-        """Let the user choose a labels CSV (``image,grade[,patient]``, photo paths relative to it),
+        """Let the user choose a labels CSV (``image,grade,patient``, photo paths relative to it),
         or what `mobile_app.labelset.unpack` turns into one. The default says the platform cannot."""
         _later(callback, PickResult(error="choosing a labels file is not available on this device"))
 

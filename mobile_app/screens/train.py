@@ -12,6 +12,7 @@ from kivy.properties import BooleanProperty, NumericProperty, ObjectProperty, St
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.screenmanager import Screen
 
+from edge_client.device_guarantee import composed_figures
 from edge_client.privacy_figures import epsilon_str
 
 from . import load_kv
@@ -98,7 +99,7 @@ class TrainScreen(Screen):
         counts = ", ".join(f"{app.tr(f'grade.{g}')} {n}" for g, n in enumerate(b.histogram)) if ok else ""
         self.photos_line = (app.tr("train.photos", count=b.photos, patients=b.patients) + "\n"
                             + app.tr("train.histogram", counts=counts)) if ok else ""
-        self.budget_line = app.tr("train.budget", spent=epsilon_str(b.spent), budget=f"{b.budget:.2f}",
+        self.budget_line = app.tr("train.budget", spent=epsilon_str(b.spent), budget=f"{b.budget:g}",
                                   delta=f"{b.delta:g}", rounds=b.rounds) if ok else ""
         self.problems_line = ("\n".join([app.tr("train.bad_rows"), *b.problems[:20]])
                               if b is not None and b.status == "bad" else "")
@@ -138,7 +139,11 @@ class TrainScreen(Screen):
             r = outcome.result
             self.progress = 1
             text = app.tr("train.done", photos=r.photos, steps=r.steps, epsilon=epsilon_str(r.epsilon_spent),
+                          round=epsilon_str(r.epsilon_round),
                           before=round(100 * r.accuracy_before), after=round(100 * r.accuracy_after))
+            both = composed_figures(r.model_privacy, epsilon=r.epsilon_spent, delta=r.delta, seeded=r.seeded)
+            if both is not None:
+                text += " " + app.tr("train.both", epsilon=both[0], delta=both[1])
             if r.mode == "federated":
                 text += " " + app.tr("train.done_federated")
             self.result_text = text

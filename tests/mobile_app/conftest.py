@@ -76,10 +76,11 @@ def published(tmp_path_factory):
     token = run_cli("hub", "token", "issue", "--name", "clinic-tablet", "--root", work / "hub").stdout.strip()
     assert token
     with (work / "clinic" / "train.csv").open(newline="") as f:   # the specialist's grades, as the app reads them
-        rows = [f"train_images/{r['id_code']}.png,{r['diagnosis']}" for r in csv.DictReader(f)]
-    (work / "clinic" / "labels.csv").write_text("image,grade\n" + "\n".join(rows) + "\n")
-    (work / "clinic" / "bad_labels.csv").write_text(f"image,grade\n{rows[0]}\n{rows[1].rsplit(',', 1)[0]},7\n"
-                                                   "train_images/missing.png,1\n")
+        rows = [f"train_images/{r['id_code']}.png,{r['diagnosis']},{r['id_code']}" for r in csv.DictReader(f)]
+    (work / "clinic" / "labels.csv").write_text("image,grade,patient\n" + "\n".join(rows) + "\n")
+    bad_grade = rows[1].split(",")
+    (work / "clinic" / "bad_labels.csv").write_text(f"image,grade,patient\n{rows[0]}\n{bad_grade[0]},7,{bad_grade[2]}\n"
+                                                   "train_images/missing.png,1,p-missing\n")
     with zipfile.ZipFile(work / "clinic.zip", "w") as zf:            # what a phone's document picker hands over
         zf.write(work / "clinic" / "labels.csv", "clinic/labels.csv")
         for path in sorted((work / "clinic" / "train_images").glob("*.png")):
@@ -93,4 +94,4 @@ def published(tmp_path_factory):
             "key_qr": work / "key_qr.png", "photos": photos, "dark": work / "dark.png",
             "corrupt": work / "corrupt.png", "labels": work / "clinic" / "labels.csv", "labels_zip": work / "clinic.zip",
             "bad_labels": work / "clinic" / "bad_labels.csv",
-            "grades": [int(r.rsplit(",", 1)[1]) for r in rows], "token": token}
+            "grades": [int(r.split(",")[1]) for r in rows], "token": token}
