@@ -121,7 +121,8 @@ def test_malformed_documents_name_the_field(root):
 
 
 def _manifest_with(name: str) -> dict:
-    return {"schema_version": 1, "model_version": 1, "class_names": ["a", "b"], "preprocess": {}, "input_size": 32,
+    return {"schema_version": 1, "model_version": 1, "class_names": ["a", "b", "c", "d", "e"], "preprocess": {},
+            "input_size": 32,
             "artifacts": [{"name": name, "sha256": "a" * 64, "size": 1, "runtime": "onnxruntime",
                            "inputs": [{"name": "x"}]}]}
 

@@ -38,7 +38,7 @@ def _install(tmp_path, archive):
     data = archive.read_bytes()
     artifact = {"name": NAME, "format": "mlpackage", "runtime": "coreml", "precision": "int8",
                 "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "inputs": [{"name": "x"}]}
-    manifest = {"schema_version": 1, "model_version": 4, "class_names": ["a", "b"], "preprocess": {},
+    manifest = {"schema_version": 1, "model_version": 4, "class_names": ["a", "b", "c", "d", "e"], "preprocess": {},
                 "input_size": 32, "artifacts": [artifact]}
     raw = json.dumps(manifest).encode()
     sig = base64.b64encode(KEY.sign(raw).signature) + b"\n"

@@ -39,7 +39,8 @@ def test_manifest_fields_are_complete(manifest, trained_checkpoint):
     assert {k: manifest["referral"][k] for k in ("refer_at_grade", "min_confidence", "ungradable_attempts")} == \
         {"refer_at_grade": 2, "min_confidence": 0.6, "ungradable_attempts": 3}  # the rest: tests/export/test_clinical.py
     assert manifest["training"] == {"mode": "dopamine", "rounds": 27, "hospitals": 3}
-    assert manifest["privacy"] == {k: ckpt["privacy"][k] for k in ("epsilon", "delta", "accountant", "privacy_model")}
+    assert manifest["privacy"] == {**{k: ckpt["privacy"][k] for k in ("epsilon", "delta", "accountant", "privacy_model")},
+                                   "seeded": False, "test_build": False}
     assert manifest["metrics"] == ckpt["metrics"]
     assert manifest["created"].endswith("Z")
 
