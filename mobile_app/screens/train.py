@@ -99,7 +99,7 @@ class TrainScreen(Screen):
         counts = ", ".join(f"{app.tr(f'grade.{g}')} {n}" for g, n in enumerate(b.histogram)) if ok else ""
         self.photos_line = (app.tr("train.photos", count=b.photos, patients=b.patients) + "\n"
                             + app.tr("train.histogram", counts=counts)) if ok else ""
-        self.budget_line = app.tr("train.budget", spent=epsilon_str(b.spent), budget=f"{b.budget:g}",
+        self.budget_line = app.tr("train.budget", spent=epsilon_str(b.spent), budget=f"{b.budget:.2f}",
                                   delta=f"{b.delta:g}", rounds=b.rounds) if ok else ""
         self.problems_line = ("\n".join([app.tr("train.bad_rows"), *b.problems[:20]])
                               if b is not None and b.status == "bad" else "")
