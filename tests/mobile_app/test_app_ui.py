@@ -239,6 +239,11 @@ def test_training_on_a_clinic_tablet(session, published):
     fed = r["federated"]
     assert fed["status"] == "ok" and fed["mode"] == "federated" and fed["base_version"] == 2
     assert 1.9 < fed["epsilon_round"] <= 2.0 and fed["steps"] == 50
+    # The device's ε covers its own rounds; a patient also in the model's training set (ε = 7.5,
+    # δ = 1e-5 in this bundle) is protected by the sum, which the result says, rounded up.
+    from edge_client.privacy_figures import epsilon_str as _eps
+    assert translate("train.both", epsilon=_eps(fed["epsilon_spent"] + 7.5), delta=f"{fed['delta'] + 1e-5:g}") \
+        in fed["result_text"], fed["result_text"]
     queued = {u.id: u for u in EdgeClient(r["home_dir"]).update_queue()}
     from edge_client.privacy_figures import epsilon_str
     eps = epsilon_str(queued[fed["update_id"]].epsilon)

@@ -45,7 +45,8 @@ def train_session(s, args, start_hub) -> None:
     d.wait(lambda: train.labels is not None and train.labels.rounds == 1 and train.queue, "budget and queue")
     r = train.outcome.result
     result["federated"] = {"status": train.outcome.status, "mode": r.mode, "update_id": r.update_id,
-                           "epsilon_round": r.epsilon_round, "steps": r.steps, "base_version": r.base_version,
+                           "epsilon_round": r.epsilon_round, "epsilon_spent": r.epsilon_spent, "delta": r.delta,
+                           "steps": r.steps, "base_version": r.base_version,
                            "result_text": train.ids.result_text.text, "budget": train.ids.budget_text.text,
                            "queue": queue_rows(train)}
     s.check_sizes("train_queue")
