@@ -20,8 +20,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.append(str(ROOT / "tests"))
-sys.path.append(str(ROOT / "tests" / "edge_client"))
 
 
 def main() -> int:
@@ -31,8 +29,8 @@ def main() -> int:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--runs", type=int, default=20)
     args = p.parse_args()
-    from fixtures_bundle import HubProcess, export_onnx, make_keys, write_bundle
-    from photos import fundus_photos, png_bytes
+    from tests.helpers.bundles import HubProcess, export_onnx, make_keys, write_bundle
+    from tests.helpers.photos import fundus_photos, png_bytes
 
     from edge_client.api import EdgeClient
     from edge_client.runtimes import RUNTIMES

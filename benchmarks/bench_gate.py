@@ -7,7 +7,7 @@ fundus photos, for the image gate and the model-side out-of-distribution check. 
 
 Every photo goes the device's way: PNG bytes -> load_image -> check_quality -> preprocess -> the
 bundle's int8 artifact (LiteRT, else ONNX Runtime) -> check_features. Real photos: what scikit-image
-ships in its wheel (tests/edge_client/real_photos.py); synthetic fundus photos: `trainer synth`.
+ships in its wheel (tests/helpers/real_photos.py); synthetic fundus photos: `trainer synth`.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.append(str(ROOT / "tests" / "edge_client"))
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -63,7 +62,7 @@ def _png(img: np.ndarray) -> bytes:
 
 def _sources(work: Path, args) -> list[tuple[str, str, bool, list[bytes]]]:
     """(category, source, is_fundus, encoded photos)."""
-    from real_photos import non_fundus_sources, red_free_crop, retina_variants
+    from tests.helpers.real_photos import non_fundus_sources, red_free_crop, retina_variants
 
     from trainer.data.synth import generate_dataset
 

@@ -27,12 +27,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.append(str(ROOT / "tests"))
 
 
 def _bundle(work: Path, megabytes: float):
     """A signed bundle with one LiteRT-named artifact of random bytes (the hub never parses it)."""
-    from fixtures_bundle import make_keys, write_bundle
+    from tests.helpers.bundles import make_keys, write_bundle
 
     sk, public = make_keys(work / "keys")
     blob = work / "model_int8.tflite"
@@ -64,7 +63,7 @@ def main() -> int:
     from edge_client.manifest import read_public_key
     from edge_client.store import ModelStore
     from edge_client.sync import sync
-    from fixtures_bundle import HubProcess, fake_update, init_hub, run_cli
+    from tests.helpers.bundles import HubProcess, fake_update, init_hub, run_cli
     from hub.registry import Registry
 
     work = Path(tempfile.mkdtemp(prefix="bench_hub_load_"))

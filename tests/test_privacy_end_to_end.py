@@ -11,7 +11,7 @@ import pytest
 
 from edge_client.api import EdgeClient
 from edge_client.privacy_figures import epsilon_str, guarantee_text, round_up
-from tests.fixtures_bundle import HubProcess, init_hub, run_cli
+from tests.helpers.bundles import HubProcess, init_hub, run_cli
 from trainer.privacy import PrivacyLedger
 
 pytestmark = pytest.mark.slow

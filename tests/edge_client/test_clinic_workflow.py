@@ -12,16 +12,15 @@ import sqlite3
 
 import numpy as np
 import pytest
-from fixtures_bundle import HubProcess, init_hub, write_bundle
-from photos import fundus_photos, png_bytes
-from real_photos import non_fundus_sources
+from tests.helpers.bundles import HubProcess, init_hub, write_bundle
+from tests.helpers.photos import fundus_photos, png_bytes
+from tests.helpers.real_photos import non_fundus_sources
 
 from edge_client.api import EdgeClient
 from edge_client.errors import PhotoQualityError, UngradableReferral
 from edge_client.referral import calibrated_probabilities
 from hub.registry import Registry
 
-pytestmark = pytest.mark.timeout(240)
 LOCAL_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$")
 
 

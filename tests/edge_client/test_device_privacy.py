@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from fixtures_bundle import run_cli
+from tests.helpers.bundles import run_cli
 
 from edge_client.budget import Budget, BudgetExceeded
 from edge_client.labels import LabelledPhoto, LabelsError, read_labels
@@ -15,7 +15,6 @@ from edge_client.privacy_figures import epsilon_str
 from edge_client.rdp import compute_epsilon, epsilon_of_history
 from edge_client.training import RoundSettings
 
-pytestmark = pytest.mark.timeout(120)
 ROUND = dict(noise_multiplier=3.0, sample_rate=0.5, steps=50)
 
 

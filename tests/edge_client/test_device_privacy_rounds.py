@@ -14,9 +14,9 @@ import shutil
 
 import numpy as np
 import pytest
-from fixtures_bundle import run_cli, write_bundle
+from tests.helpers.bundles import run_cli, write_bundle
 from PIL import Image
-from photos import fundus_photos, png_bytes
+from tests.helpers.photos import fundus_photos, png_bytes
 
 from edge_client.api import EdgeClient
 from edge_client.budget import BudgetExceeded
@@ -27,7 +27,6 @@ from edge_client.store import ModelStore
 from edge_client.training import RoundSettings
 from edge_client.updates import PAYLOAD_FIELDS, describe_payload
 
-pytestmark = pytest.mark.timeout(240)
 NOT_PUBLIC = {"delta_weight", "delta_bias", "created"}  # the noised change itself, and the time
 
 

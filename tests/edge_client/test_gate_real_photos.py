@@ -5,12 +5,11 @@ each must be refused. skimage's one real colour fundus photo, in the ways a came
 must be accepted. Rates per source are printed by benchmarks/bench_gate.py (and in the README).
 """
 import pytest
-from real_photos import non_fundus_sources, red_free_crop, retina_variants
+from tests.helpers.real_photos import non_fundus_sources, red_free_crop, retina_variants
 
 from edge_client.preprocess import PreprocessConfig
 from edge_client.quality import measure, verdict
 
-pytestmark = pytest.mark.timeout(300)
 CFG = PreprocessConfig(image_size=64)  # the gate measures the photo, not the model's input size
 
 

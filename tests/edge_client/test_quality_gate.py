@@ -3,13 +3,12 @@ test_gate_real_photos.py): false refusals of fundus photos, acceptances of other
 right reason for each way a fundus photo can be unusable."""
 import numpy as np
 import pytest
-from photos import blurred, darkened, fundus_photos, non_fundus_photos
+from tests.helpers.photos import blurred, darkened, fundus_photos, non_fundus_photos
 
 from edge_client.errors import PhotoQualityError
 from edge_client.preprocess import PreprocessConfig
 from edge_client.quality import REASONS, check_quality
 
-pytestmark = pytest.mark.timeout(300)
 CFG = PreprocessConfig()  # 224 px, as shipped
 
 

@@ -3,13 +3,12 @@ import json
 
 import numpy as np
 import pytest
-from fixtures_bundle import HubProcess, init_hub, run_cli
-from photos import fundus_photos, png_bytes
+from tests.helpers.bundles import HubProcess, init_hub, run_cli
+from tests.helpers.photos import fundus_photos, png_bytes
 
 from edge_client.preprocess import PreprocessConfig, preprocess_image
 from edge_client.runtimes import LiteRTRuntime, OnnxRuntime
 
-pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,14 @@
 """Runtime glue (int8 quantization, layouts, output matching, selection) and the device history."""
 import numpy as np
 import pytest
-from fixtures_bundle import HubProcess, init_hub, run_cli, write_bundle
-from photos import fundus_photos, png_bytes
+from tests.helpers.bundles import HubProcess, init_hub, run_cli, write_bundle
+from tests.helpers.photos import fundus_photos, png_bytes
 
 from edge_client.api import EdgeClient
 from edge_client.errors import ModelNotInstalled, NoCompatibleArtifact
 from edge_client.runtimes import LiteRTRuntime, OnnxRuntime, select_runtime
 from edge_client.runtimes.base import dequantize, prepare_input, quantize, split_outputs
 
-pytestmark = pytest.mark.timeout(180)
 
 
 def test_int8_glue_round_trips_and_transposes():

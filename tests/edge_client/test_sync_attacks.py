@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from fixtures_bundle import (PY, ROOT, HubProcess, StaticMirror, fake_update, init_hub, mirror_copy, run_cli,
+from tests.helpers.bundles import (PY, ROOT, HubProcess, StaticMirror, fake_update, init_hub, mirror_copy, run_cli,
                              write_bundle)
 
 from edge_client.api import EdgeClient
@@ -19,7 +19,6 @@ from edge_client.errors import (BusyError, DowngradeError, ExpiredIndexError, In
 from edge_client.fetcher import Fetcher, check_transport
 from edge_client.updates import UpdateQueue
 
-pytestmark = pytest.mark.timeout(300)
 NAME = "model_fp32.onnx"
 
 

@@ -10,13 +10,12 @@ import resource
 import threading
 
 import pytest
-from fixtures_bundle import HubProcess, init_hub, make_keys, run_cli, write_bundle
-from photos import fundus_photos, png_bytes
+from tests.helpers.bundles import HubProcess, init_hub, make_keys, run_cli, write_bundle
+from tests.helpers.photos import fundus_photos, png_bytes
 
 from edge_client.api import EdgeClient
 from edge_client.errors import DowngradeError, IntegrityError, NetworkError, TrustError
 
-pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.federation.fed_helpers import HOSPITALS
+from tests.helpers.federation import HOSPITALS
 from federation.launch.split_data import split
 from trainer.data.synth import generate_dataset
 

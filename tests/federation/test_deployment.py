@@ -15,9 +15,9 @@ from federation.node_state import LEDGER_FILE
 from federation.secagg import aggregate_error_bound
 from trainer.privacy import round_up
 
-from tests.federation.fed_helpers import HOSPITALS, TEST_APP, base_run, simulator_aggregates
+from tests.helpers.federation import HOSPITALS, TEST_APP, base_run, simulator_aggregates
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # deployments on 2 shared cores: generous, still bounded
+pytestmark = pytest.mark.slow  # real multi-process deployments
 
 
 def _check_parity(fed_data: dict, results: dict) -> list[float]:

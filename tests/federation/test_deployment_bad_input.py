@@ -13,9 +13,9 @@ import pytest
 
 from federation.launch.deploy import DeployError, Deployment, DeploySpec
 from federation.launch.procs import alive, free_port
-from tests.federation.fed_helpers import base_run
+from tests.helpers.federation import base_run
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # deployments on 2 shared cores: generous, still bounded
+pytestmark = pytest.mark.slow  # real multi-process deployments
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from federation.launch.deploy import Deployment, DeploySpec
-from tests.federation.fed_helpers import HOSPITALS, TEST_APP, base_run
+from tests.helpers.federation import HOSPITALS, TEST_APP, base_run
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # deployments on 2 shared cores: generous, still bounded
+pytestmark = pytest.mark.slow  # real multi-process deployments
 
 
 def test_node_killed_mid_round(fed_data, certs, tmp_path):

@@ -111,7 +111,7 @@ def test_pyproject_defaults_are_run_config_defaults():
     import dataclasses
     import tomllib
     from pathlib import Path
-    from tests.federation.fed_helpers import TEST_APP
+    from tests.helpers.federation import TEST_APP
     for app in (Path("federation"), TEST_APP):
         config = tomllib.loads((app / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
         defaults = {f.name.replace("_", "-"): f.default for f in dataclasses.fields(RunConfig)}

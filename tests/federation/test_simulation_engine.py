@@ -9,9 +9,9 @@ import pytest
 
 from federation.secagg import aggregate_error_bound
 from federation.launch.simulate import run_simulation
-from tests.federation.fed_helpers import HOSPITALS, TEST_APP, base_run, simulator_aggregates
+from tests.helpers.federation import HOSPITALS, TEST_APP, base_run, simulator_aggregates
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # deployments on 2 shared cores: generous, still bounded
+pytestmark = pytest.mark.slow  # real multi-process deployments
 
 
 def test_flwr_run_on_simulation_engine(fed_data, tmp_path):

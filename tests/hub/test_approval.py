@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 import requests
-from fixtures_bundle import HubProcess, fake_update, init_hub, run_cli, write_bundle
+from tests.helpers.bundles import HubProcess, fake_update, init_hub, run_cli, write_bundle
 
 from edge_client.privacy_figures import TEST_BUILD_TEXT
 from hub.approval import approve
@@ -21,7 +21,6 @@ from hub.device_updates import check_update
 from hub.registry import HubError, Registry
 from hub.update_store import claim_for_candidate, store_update
 
-pytestmark = pytest.mark.timeout(240)
 BASE = {"epsilon": 7.5, "delta": 1e-5, "accountant": "rdp", "privacy_model": "patient-level"}
 
 

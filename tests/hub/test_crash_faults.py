@@ -12,12 +12,11 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-from fixtures_bundle import PY, ROOT, HubProcess, fake_update, init_hub, run_cli, write_bundle
+from tests.helpers.bundles import PY, ROOT, HubProcess, fake_update, init_hub, run_cli, write_bundle
 
 from edge_client.api import EdgeClient
 from edge_client.updates import UpdateQueue
 
-pytestmark = pytest.mark.timeout(600)
 
 
 def _padded_onnx(onnx_model, path, megabytes: int):

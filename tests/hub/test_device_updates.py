@@ -12,14 +12,14 @@ import time
 import numpy as np
 import pytest
 import requests
-from fixtures_bundle import HubProcess, run_cli
+from tests.helpers.bundles import HubProcess, run_cli
 
 from edge_client.api import EdgeClient
 from edge_client.budget import BudgetExceeded
 from edge_client.runtimes import LiteRTRuntime
 from edge_client.training import RoundSettings, extract_features
 
-pytestmark = [pytest.mark.timeout(900),
+pytestmark = [pytest.mark.slow,  # trains and exports a model, then three devices train and the hub exports
               pytest.mark.skipif(not LiteRTRuntime.available(), reason="ai-edge-litert not installed")]
 
 DEVICES, PER_DEVICE, SIZE = 3, 60, 64

@@ -8,11 +8,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from fixtures_bundle import HubProcess, make_keys, run_cli, write_bundle
+from tests.helpers.bundles import HubProcess, make_keys, run_cli, write_bundle
 
 from hub.ranges import parse_range
 
-pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture()

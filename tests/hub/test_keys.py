@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from fixtures_bundle import run_cli
+from tests.helpers.bundles import run_cli
 
 from export import ExportError
 from export.signing import generate_keypair, generate_private_key

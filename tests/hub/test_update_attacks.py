@@ -10,9 +10,8 @@ import time
 
 import pytest
 import requests
-from fixtures_bundle import HubProcess, fake_update, init_hub, run_cli, write_bundle
+from tests.helpers.bundles import HubProcess, fake_update, init_hub, run_cli, write_bundle
 
-pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture()

@@ -1,22 +1,14 @@
-"""Make the repository root and tests/ importable (tests/ has no __init__.py), and build once per
-session what the app's tests share: a real signed export on a hub, a second version to publish
+"""Build once per session what the app's tests share: a real signed export on a hub, a second version to publish
 mid-test, the built-in key files the build step writes, and the photos a user would pick."""
 import base64
 import csv
 import json
 import shutil
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-# Issue 13's hub serves a signed model list that devices require: the publisher delegates it once.
-SIGNED_MODEL_LIST = (ROOT / "hub" / "index.py").is_file()
-for p in (str(ROOT), str(ROOT / "tests")):
-    if p not in sys.path:
-        sys.path.insert(0, p)
 
 
 def resign_as_version(dist: Path, out: Path, private_key: Path, version: int) -> Path:
@@ -44,7 +36,7 @@ def published(tmp_path_factory):
     from PIL import Image
 
     from edge_client.preprocess import PreprocessConfig
-    from fixtures_bundle import run_cli
+    from tests.helpers.bundles import run_cli
     from trainer.checkpoint import save_checkpoint
     from trainer.model import build_model
 
@@ -61,8 +53,7 @@ def published(tmp_path_factory):
                   "--latency-runs", "2"),
                  ("hub", "init", "--root", work / "hub", "--publisher-key", work / "keys" / "public.key",
                   "--min-updates", "50"),   # the app's uploads are stored; no new version is built here
-                 *([("hub", "delegate", "--root", work / "hub", "--signing-key", work / "keys" / "private.key")]
-                   if SIGNED_MODEL_LIST else []),
+                 ("hub", "delegate", "--root", work / "hub", "--signing-key", work / "keys" / "private.key"),
                  ("hub", "publish", work / "dist", "--root", work / "hub"),
                  # the build step, as a release engineer runs it before buildozer: the key ships in the app
                  ("mobile_app.provision", "--key", work / "keys" / "public.key", "--out", work / "builtin_key.json"),

@@ -3,7 +3,7 @@
 Pipeline (conftest.py, once per session): a checkpoint from `trainer.model.build_model()` ->
 `python -m export all` (ONNX + TFLite int8, signed) -> `python -m hub init/publish`; the build
 step `python -m mobile_app.provision` writes the built-in key; photos from `python -m trainer synth`.
-Each window size runs in its own process (`ui_driver.py`; the window is never resized): a
+Each window size runs in its own process (`python -m tests.mobile_app.ui_driver`; the window is never resized): a
 fresh home, the built-in key (at 800x1280 it is another publisher's, so the user scans the right
 one as a QR code), a first sync, a second version downloading while a photo is graded, offline
 grading, the back button, history with confirmed delete and export to the share sheet, the
@@ -25,12 +25,11 @@ import pytest
 from PIL import Image
 
 from edge_client import errors as edge_errors
-from fixtures_bundle import ROOT, run_cli
+from tests.helpers.bundles import ROOT, run_cli
 from mobile_app.i18n import translate
 from mobile_app.percent import largest_remainder_percentages
 from mobile_app.provision import fingerprint, parse_key
 
-pytestmark = pytest.mark.timeout(900)
 SIZES = ["360x640", "800x1280"]
 SCREENS = ["home", "diagnose", "history", "train", "settings"]
 LANGS = ["fr", "sw"]
@@ -42,7 +41,7 @@ def run_driver(size: str, published: dict, tmp_path: Path) -> dict:
     hub_root = tmp_path / "hub"                   # each run publishes version 2 on its own copy
     shutil.copytree(published["hub"], hub_root)
     wrong_key = size == "800x1280"
-    cmd = [sys.executable, str(ROOT / "tests" / "mobile_app" / "ui_driver.py"), "--size", size,
+    cmd = [sys.executable, "-m", "tests.mobile_app.ui_driver", "--size", size,
            "--home", str(home), "--hub-root", str(hub_root), "--dist-v2", str(published["dist_v2"]),
            "--builtin-key", str(published["builtin_other_key" if wrong_key else "builtin_key"]),
            "--key-qr", str(published["key_qr"]), "--unusable", str(published["dark"]),

@@ -6,7 +6,6 @@ import pytest
 
 from mobile_app.i18n import REFERENCE, TRANSLATIONS_DIR, languages, placeholders, table, translate
 
-pytestmark = pytest.mark.timeout(60)
 
 
 def test_at_least_two_languages():

@@ -5,7 +5,6 @@ import pytest
 
 from mobile_app.labelset import LabelSetError, unpack
 
-pytestmark = pytest.mark.timeout(60)
 
 
 def test_a_zip_of_the_folder_becomes_a_labels_csv_with_its_photos(tmp_path):

@@ -10,7 +10,6 @@ from mobile_app.i18n import languages, table
 from mobile_app.result_view import card_lines, view
 from mobile_app.user_errors import SYNC_ERROR_KEYS, sync_error_key
 
-pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.mark.parametrize("exc,key", [

@@ -22,7 +22,6 @@ from types import SimpleNamespace
 
 import pytest
 
-pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parents[2]
 ANDROID = "{http://schemas.android.com/apk/res/android}"

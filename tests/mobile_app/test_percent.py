@@ -6,7 +6,6 @@ import pytest
 
 from mobile_app.percent import largest_remainder_percentages as lrp
 
-pytestmark = pytest.mark.timeout(60)
 
 
 def test_known_cases():

@@ -7,7 +7,6 @@ import zipfile
 
 import pytest
 
-pytestmark = pytest.mark.timeout(60)
 
 ARTIFACTS = [
     {"name": "model_int8.tflite", "runtime": "litert", "precision": "int8"},

@@ -10,7 +10,6 @@ import pytest
 from mobile_app.provision import (KeyChoice, PublisherKeyError, choose_key, encode_key, fingerprint, parse_key,
                                   read_bundled, write_bundled)
 
-pytestmark = pytest.mark.timeout(60)
 RAW = bytes(range(32))
 OTHER = bytes(range(1, 33))
 

@@ -12,7 +12,6 @@ from edge_client.runtimes import set_platform
 from mobile_app import qr
 from mobile_app.provision import encode_key, parse_key
 
-pytestmark = pytest.mark.timeout(60)
 skdata = pytest.importorskip("skimage.data")
 KEY = encode_key(bytes(range(7, 39)))
 PHOTOS = {"astronaut": skdata.astronaut, "coffee": skdata.coffee, "camera": skdata.camera}

@@ -5,7 +5,6 @@ import pytest
 
 from mobile_app.settings_store import Settings, SettingsError, SettingsStore, check_server_url
 
-pytestmark = pytest.mark.timeout(60)
 
 
 def test_round_trip(tmp_path):

@@ -6,12 +6,11 @@ a model and a hub runs in test_app_ui.py.
 import socket
 
 import pytest
-from fixtures_bundle import run_cli
+from tests.helpers.bundles import run_cli
 
 from edge_client.api import EdgeClient
 from mobile_app.actions import Actions
 
-pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")

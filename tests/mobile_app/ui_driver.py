@@ -17,10 +17,9 @@ import sys
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "mobile_app")]
+from tests.mobile_app.kivy_harness import Driver, headless, size_violations  # (no kivy import yet)
 
-from kivy_harness import Driver, headless, size_violations  # noqa: E402  (no kivy import yet)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse() -> argparse.Namespace:
@@ -43,8 +42,8 @@ def main() -> int:
     result: dict = {"size": [width, height], "steps": [], "violations": {}, "shots": {}}
     hubs, proxies = [], []
     try:
-        from fixtures_bundle import HubProcess
-        from gate_proxy import GateProxy
+        from tests.helpers.bundles import HubProcess
+        from tests.mobile_app.gate_proxy import GateProxy
 
         def start_hub():
             hubs.append(HubProcess(Path(args.hub_root)))
@@ -111,9 +110,9 @@ def run(args, result: dict, hub, proxy, width: int, height: int, start_hub) -> N
     from kivy.clock import Clock
     from kivy.core.window import Window
 
-    from fake_picker import FakePicker
+    from tests.mobile_app.fake_picker import FakePicker
     from mobile_app.app import DopamineApp
-    from ui_flows import files_in, language_tour, read_home, read_result, rows_text, train_session
+    from tests.mobile_app.ui_flows import files_in, language_tour, read_home, read_result, rows_text, train_session
 
     home_dir = Path(args.home)
     picker = FakePicker(home_dir / "picker-cache")

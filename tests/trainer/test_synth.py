@@ -84,7 +84,6 @@ def _colour_histograms(samples) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
 def test_difficulty_learnable_but_not_from_colour(tmp_path):
     """SqueezeNet from scratch learns the grades; colour histograms alone do clearly worse."""
     import torch

@@ -27,7 +27,6 @@ def _train(data, out, *args):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
 @pytest.mark.parametrize("mode", list(MODE_ARGS))
 def test_every_mode_writes_a_complete_run(tiny_fundus, tmp_path, mode):
     result = _train(tiny_fundus, tmp_path / mode, "--mode", mode, *MODE_ARGS[mode])

@@ -25,7 +25,6 @@ def _rows(run):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
 def test_killed_run_resumes_to_the_same_result(tiny_fundus, tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     reference = _train(tiny_fundus, whole)

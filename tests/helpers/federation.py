@@ -1,5 +1,6 @@
-"""Helpers for the federation tests: run-config values, the test-only app, and the simulator's
-own round (`dopamine_round`) replayed on the federation's weights for parity."""
+"""Helpers for the federation tests: run-config values, the test-only app
+(tests/federation/flower_app/), and the simulator's own round (`dopamine_round`) replayed on the
+federation's weights for parity."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +20,7 @@ from trainer.model import build_model
 from trainer.privacy import PrivacyLedger
 
 HOSPITALS = 3
-TEST_APP = Path(__file__).resolve().parent / "flower_app"   # the product app + test hooks
+TEST_APP = Path(__file__).resolve().parents[1] / "federation" / "flower_app"   # the product app + test hooks
 
 
 def base_run(fed_data: dict, **overrides) -> dict:
