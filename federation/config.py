@@ -40,7 +40,7 @@ class RunConfig:
     delta: float = 1e-5
     accountant: str = "rdp"
     learning_rate: float = 0.5
-    optimizer: str = "sgd"              # server optimizer: sgd (the paper's) | adam (trainer.dp.mechanism)
+    optimizer: str = "sgd"              # server optimizer: sgd (the paper's) | adam (trainer/dp/server_optimizers.py)
     momentum: float = 0.9
     weight_decay: float = 0.0
     image_size: int = 32

@@ -42,7 +42,7 @@ class TrainConfig:
     rounds: int = 30                         # communication rounds; epochs for central modes
     batch_size: int = 32                     # central: minibatch; central-dp: expected batch (q·N)
     learning_rate: float = 0.05
-    optimizer: str = "sgd"                   # sgd (the paper's) | adam (β1 = momentum); see mechanism.server_update
+    optimizer: str = "sgd"                   # sgd (the paper's) | adam (β1 = momentum); see trainer/dp/server_optimizers.py
     momentum: float = 0.9
     weight_decay: float = 0.0
     dropout: float = 0.5
