@@ -4,12 +4,11 @@ kivy-ios's Python reports ``sys.platform == "darwin"`` on an iPhone, so the plat
 ``edge_client.runtimes.current_platform()`` (what the app passed from ``kivy.utils.platform``,
 else kivy-ios's ``KIVY_BUILD=ios``), never from ``sys.platform`` alone.
 
-The artifact is ``model_int8.mlpackage.zip`` (one file, one sha256). Where the model store
-unpacks it at install (``models/<n>/model_int8.mlpackage/``, re-verified file by file each time
-the store loads the model) that folder is used; otherwise each load unzips the verified zip
-afresh into a new private folder (``extract_package``: no member may leave it, at most 64 MB),
-so a stale or altered copy of an older extraction is never used. Core ML then compiles it with
-``MLModel.compileModelAtURL:error:``. Input and outputs
+The artifact is ``model_int8.mlpackage.zip`` (one file, one sha256). The model store unpacks it
+once, at install (``models/<n>/model_int8.mlpackage/``: no member may leave the folder), and
+re-verifies every unpacked file against its recorded sha256 each time it loads the model
+(``edge_client.store.extract_zip``), so this adapter only opens that folder; Core ML compiles it
+with ``MLModel.compileModelAtURL:error:``. Input and outputs
 go through ``MLMultiArray`` buffers copied with ctypes. Untested here (no Apple device or
 macOS); the Core ML file itself is checked on Linux by the export tests, and the code above this
 adapter is tested with the desktop runtimes.
@@ -19,10 +18,6 @@ Build: kivy-ios ``toolchain build python3 kivy numpy pillow requests pyobjus``; 
 from __future__ import annotations
 
 import ctypes
-import shutil
-import tempfile
-import zipfile
-from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -30,44 +25,6 @@ from edge_client.errors import RuntimeUnavailable
 from edge_client.runtimes.base import Runtime
 
 _ML_FLOAT32 = 65568  # MLMultiArrayDataTypeFloat32
-MAX_UNZIPPED_BYTES = 64 * 1024 * 1024
-
-
-def extract_package(zip_path: str | Path, parent: str | Path) -> Path:
-    """Unzip a ``.mlpackage.zip`` into a new folder under ``parent`` and return the package folder.
-
-    Args:
-        zip_path: the verified artifact. parent: where the new private folder is made.
-
-    Returns:
-        ``<new folder>/<name>.mlpackage``.
-
-    Raises:
-        RuntimeUnavailable: not a zip, a member with an absolute path or "..", over
-        MAX_UNZIPPED_BYTES, or no ``.mlpackage`` folder inside. Nothing is left behind then.
-    """
-    zip_path = Path(zip_path)
-    folder = Path(tempfile.mkdtemp(prefix=".coreml-", dir=parent))
-    try:
-        with zipfile.ZipFile(zip_path) as zf:
-            members = zf.infolist()
-            for m in members:
-                parts = PurePosixPath(m.filename).parts
-                if m.filename.startswith(("/", "\\")) or ".." in parts or ":" in m.filename:
-                    raise RuntimeUnavailable(f"{zip_path}: member {m.filename!r} would leave its folder: refused")
-            if sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
-                raise RuntimeUnavailable(f"{zip_path}: unzips to over {MAX_UNZIPPED_BYTES // 2**20} MB: refused")
-            zf.extractall(folder)
-        packages = sorted(p for p in folder.iterdir() if p.suffix == ".mlpackage" and p.is_dir())
-        if not packages:
-            raise RuntimeUnavailable(f"{zip_path}: no .mlpackage folder inside")
-        return packages[0]
-    except (zipfile.BadZipFile, OSError) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise RuntimeUnavailable(f"{zip_path}: not a readable Core ML zip ({exc})") from None
-    except RuntimeUnavailable:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
 
 
 class IOSCoreMLRuntime(Runtime):
@@ -92,11 +49,9 @@ class IOSCoreMLRuntime(Runtime):
             from pyobjus.dylib_manager import load_framework
 
             load_framework("/System/Library/Frameworks/CoreML.framework")
-            package = self.path.with_suffix("")        # models/<n>/model_int8.mlpackage
-            if not package.is_dir():                   # a store that does not unpack at install
-                for old in self.path.parent.glob(".coreml-*"):   # earlier loads' copies
-                    shutil.rmtree(old, ignore_errors=True)
-                package = extract_package(self.path, self.path.parent)
+            package = self.path.with_suffix("")        # models/<n>/model_int8.mlpackage, unpacked at install
+            if not package.is_dir():
+                raise RuntimeUnavailable(f"{package}: the Core ML model was not unpacked at install: sync again")
             url = autoclass("NSURL").fileURLWithPath_(objc_str(str(package)))
             MLModel = autoclass("MLModel")
             self.model = MLModel.modelWithContentsOfURL_error_(MLModel.compileModelAtURL_error_(url, None), None)

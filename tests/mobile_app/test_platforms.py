@@ -3,7 +3,6 @@ python-for-android expect: from `kivy.utils.platform` (kivy-ios's Python says sy
 "darwin" on an iPhone, which is why runtimes/ios.py never loaded before)."""
 import sys
 import types
-import zipfile
 
 import pytest
 
@@ -78,23 +77,3 @@ def test_ios_picker_is_chosen_on_ios(on_ios, tmp_path):
 
     picker = default_picker(tmp_path)
     assert isinstance(picker, IOSPicker) and picker.cache_dir.name == "photos"
-
-
-def test_core_ml_zip_is_unpacked_fresh_and_never_outside_its_folder(tmp_path):
-    from edge_client.errors import RuntimeUnavailable
-    from edge_client.runtimes.ios import extract_package
-
-    good = tmp_path / "model_int8.mlpackage.zip"
-    with zipfile.ZipFile(good, "w") as zf:
-        zf.writestr("model_int8.mlpackage/Manifest.json", "{}")
-        zf.writestr("model_int8.mlpackage/Data/model.mlmodel", b"x")
-    first, second = extract_package(good, tmp_path), extract_package(good, tmp_path)
-    assert first.name == "model_int8.mlpackage" and first != second      # a fresh copy per load
-    assert (first / "Manifest.json").read_text() == "{}"
-    evil = tmp_path / "evil.zip"
-    with zipfile.ZipFile(evil, "w") as zf:
-        zf.writestr("../outside.txt", "x")
-    with pytest.raises(RuntimeUnavailable, match="would leave its folder"):
-        extract_package(evil, tmp_path / "sub" if (tmp_path / "sub").mkdir() is None else tmp_path)
-    assert not (tmp_path / "outside.txt").exists()
-    assert [p.name for p in (tmp_path / "sub").iterdir()] == []          # nothing left behind
