@@ -47,7 +47,7 @@ def test_unregistered_node_no_data_and_model_version(fed_data, certs, tmp_path):
     empty.mkdir()
     dirs = [Path(fed_data["hospitals"][0]), Path(fed_data["hospitals"][1]), empty, Path(fed_data["hospitals"][2])]
     spec = DeploySpec(workdir=tmp_path / "dep", certs=certs, hospital_dirs=dirs, unregistered=(3,),
-                      poll_interval=0.1)
+                      poll_interval=0.02, warm_worker=True)
     with Deployment(spec) as dep:
         # The unregistered hospital never joins (3 online, not 4) and its log says why.
         assert dep.online_nodes() == 3

@@ -1,9 +1,11 @@
 """TEST-ONLY Flower apps: the product's ClientApp and ServerApp with two hooks that tests need
 and a deployment must never have.
 
-- `stall_mod` (ClientApp): the hospital whose SuperNode has DOPAMINE_TEST_STALL="ROUND:SECONDS" in
-  its environment sleeps in that round's training stage, after touching `stalled-round-ROUND` in
-  its state dir, so a test can kill it mid-round (the dropout test).
+- `stall_mod` (ClientApp): a SuperNode started with DOPAMINE_TEST_STALL_FILE=PATH in its
+  environment checks PATH at each training stage; while it holds "ROUND:SECONDS", the hospital
+  sleeps in that round's training stage after touching `stalled-round-ROUND` in its state dir, so
+  a test can kill it mid-round (the dropout test). Without the file it never stalls, so the same
+  running deployment serves the other tests first.
 - `RecordingStrategy` (ServerApp): writes w_0 and every round's aggregate S to OUT/trace.npz, so
   the parity tests compare them with the simulator's `RoundResult.aggregate`.
 """
@@ -26,14 +28,14 @@ from federation.config import NodeConfig, RunConfig
 from federation.server_app import run_server
 from federation.strategy import DopamineStrategy
 
-STALL_ENV = "DOPAMINE_TEST_STALL"
+STALL_ENV = "DOPAMINE_TEST_STALL_FILE"
 
 
 def stall_mod(msg, context, call_next):
-    spec = os.environ.get(STALL_ENV)
+    trigger = Path(os.environ.get(STALL_ENV, "/nonexistent"))
     configs = msg.content.config_records.get(RECORD_KEY_CONFIGS) if msg.has_content() else None
-    if spec and configs is not None and str(configs.get(Key.STAGE)) == Stage.COLLECT_MASKED_VECTORS:
-        stall_round, seconds = spec.split(":")
+    if trigger.is_file() and configs is not None and str(configs.get(Key.STAGE)) == Stage.COLLECT_MASKED_VECTORS:
+        stall_round, seconds = trigger.read_text().strip().split(":")
         if msg.metadata.group_id == stall_round:
             node = NodeConfig.from_flower(context.node_config, RunConfig.from_flower(context.run_config))
             (Path(node.state_dir) / f"stalled-round-{stall_round}").touch()
