@@ -2,7 +2,10 @@
 the public body and the hospitals' data, each made once under WORK by the real CLIs.
 
 The public body is the demo's (scripts/demo.sh): 1000 public synthetic patients (seed 7, default
-difficulty) and `trainer train --mode central --preset demo`, here at the sweep's image size.
+difficulty) and `trainer train --mode central --preset demo`, here at the sweep's image size and
+with experiment seed 7. `--weights` loads only the body and each run draws a fresh head from its
+own seed; with the body trained at seed 0, a run at seed 0 would redraw the very head the body's
+features grew up with and start far ahead of seeds 1 and 2.
 The hospitals hold as many synthetic patients as APTOS 2019's training set (3662), seed 1.
 """
 from __future__ import annotations
@@ -37,7 +40,8 @@ def public_body(work: Path, *, size: int, threads: int = 1, device: str = "cpu")
                     "--seed", str(PUBLIC_SEED))
         started = time.time()
         trainer("train", "--mode", "central", "--preset", "demo", "--data", str(data), "--out", str(model.parent),
-                "--image-size", str(size), "--threads", str(threads), "--device", device, "--quiet")
+                "--image-size", str(size), "--seed", str(PUBLIC_SEED), "--threads", str(threads), "--device", device,
+                "--quiet")
         print(f"public body: {time.time() - started:.0f} s (load {os.getloadavg()[0]:.1f})", flush=True)
     return model
 

@@ -64,12 +64,22 @@ def _metrics(prefix: str, row: dict) -> dict:
 
 
 def body_row(settings: SweepSettings, seed: int, scratch: Path) -> dict:
-    """The public body's accuracy on this seed's validation and test split (what every run starts from)."""
+    """The public model's accuracy on this seed's validation and test split: no private training.
+
+    When --weights is a Dopamine checkpoint, the whole public model (body and its own head) is
+    evaluated. Runs start from its body only: `--weights` loads `features.*` and the head is
+    initialised afresh from the run's seed (trainer/model.py).
+    """
+    from trainer.checkpoint import CheckpointError, load_checkpoint
     from trainer.runner import Run, evaluate_split
     config = run_config(settings, "central", seed=seed, out=str(scratch), train_patients=1)
     job = Run(config, progress=False)
-    val, test = evaluate_split(job.model, job.data.val), evaluate_split(job.model, job.data.test)
-    return {"kind": "body", "mode": "body", "target_epsilon": None, "seed": seed, "rounds": None,
+    try:
+        model, source = load_checkpoint(settings.weights)[0], "public model (body and its own head)"
+    except CheckpointError:
+        model, source = job.model, "public body and a fresh head"
+    val, test = evaluate_split(model, job.data.val), evaluate_split(model, job.data.test)
+    return {"kind": "body", "mode": "body", "target_epsilon": None, "seed": seed, "rounds": None, "source": source,
             "val_accuracy": val["accuracy"], "test_accuracy": test["accuracy"], "test_kappa": test["kappa"],
             "test_referable_auc": test["referable_auc"]}
 

@@ -81,7 +81,7 @@ def epsilon_table_md(rows: list[dict]) -> str:
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     body = summary.get(("body", None, None))
     if body:
-        lines.append(f"| public body (no training) | — | — | — | — | — | {body['n']} | {_cell(body['test_accuracy'])} "
+        lines.append(f"| public model (no private training) | — | — | — | — | — | {body['n']} | {_cell(body['test_accuracy'])} "
                      f"| {_cell(body['test_kappa'])} | {_cell(body['test_referable_auc'])} | — | — |")
     keys = [k for k in summary if k[0] in CEILINGS] + sorted(
         (k for k in summary if k[0] in PRIVATE_MODES and k[2] is None), key=lambda k: (k[1], PRIVATE_MODES.index(k[0])))
@@ -147,7 +147,7 @@ def write_epsilon_png(rows: list[dict], path: str | Path, *, title: str) -> Path
             if (mode, None, None) in summary:
                 _band(ax, summary[(mode, None, None)], metric, _COLOURS[mode], f"{mode} (no DP)", "--")
         if ("body", None, None) in summary:
-            _band(ax, summary[("body", None, None)], metric, _COLOURS["body"], "public body (start)", ":")
+            _band(ax, summary[("body", None, None)], metric, _COLOURS["body"], "public model (no private data)", ":")
         ax.set_xscale("log", base=2)
         epsilons = sorted({k[1] for k in private})
         ax.set_xticks(epsilons, [f"{e:g}" for e in epsilons])
@@ -181,7 +181,7 @@ def write_rounds_png(rows: list[dict], path: str | Path, *, title: str) -> Path:
                         (t, entry["test_accuracy"][0]), textcoords="offset points", xytext=(0, -26),
                         ha="center", fontsize=7)
     if ("body", None, None) in summary:
-        _band(ax, summary[("body", None, None)], "test_accuracy", _COLOURS["body"], "public body (start)", ":")
+        _band(ax, summary[("body", None, None)], "test_accuracy", _COLOURS["body"], "public model (no private data)", ":")
     ax.set_xscale("log", base=2)
     ax.set_xticks([k for k in sorted({k[2] for k in keys})], [str(k) for k in sorted({k[2] for k in keys})])
     ax.set(xlabel="rounds T (q·T passes over the data fixed)", ylabel="test accuracy (kept round)", title=title)
