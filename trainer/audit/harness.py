@@ -181,13 +181,14 @@ def run_audit(config: TrainConfig, *, canaries: int, confidence: float = 0.95, c
             mode.share_std = 0.0
     else:
         CanaryGradientHooks(model, drawn)
-    start = mode.weights()[drawn.coordinates].double()
+    coordinates = drawn.coordinates.to(mode.weights().device)
+    start = mode.weights()[coordinates].double().cpu()
     for round_index in range(config.rounds):
         if config.private and not mode.can_continue():
             break
         mode.run_round(round_index)
     if recorder is None:
-        scores, observation = (start - mode.weights()[drawn.coordinates].double()).numpy(), "final model"
+        scores, observation = (start - mode.weights()[coordinates].double().cpu()).numpy(), "final model"
     else:
         sums = np.stack([values for _, values in recorder.sums])
         if test_only_break == "known-seed":
