@@ -6,7 +6,8 @@ the one-run lower bound (Steinke, Nasr, Jagielski 2023), and the membership-infe
 
 On the sweep's task (the hospitals' synthetic patients, K = 10, from the public body). The broken
 mechanisms use the harness's test-only option (`run_audit(test_only_break=...)`), which no command
-exposes. Writes WORK/audit/audit.md, audit.json and audit_roc.png; `--docs` copies the table and
+exposes. Writes WORK/audit/audit.md, audit.json, audit_scores.npz (every canary's score and
+membership, to redraw the figure) and audit_roc.png; `--docs` copies the table and
 the figure to docs/audit.md and docs/audit_roc.png.
 """
 from __future__ import annotations
@@ -19,6 +20,8 @@ import sys
 import time
 import warnings
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -73,6 +76,8 @@ def main() -> int:
     atomic_write_text(out / "audit.md", table + "\n" + note + "\n")
     atomic_write_text(out / "audit.json", json.dumps({"results": [r.to_dict() for r in results], "note": note},
                                                      indent=2) + "\n")
+    np.savez_compressed(out / "audit_scores.npz", **{f"scores_{i}": r.scores for i, r in enumerate(results)},
+                        **{f"included_{i}": r.included for i, r in enumerate(results)})
     write_roc_png([results[i] for i in IN_FIGURE], out / "audit_roc.png",
                   title=f"membership inference on {args.canaries} gradient canaries")
     print(table + "\n" + note)

@@ -89,10 +89,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     started, load = time.time(), os.getloadavg()[0]
     rows = execute(settings, plan, out, progress=args.progress)
-    rounds = any(k["rounds"] is not None for k in plan)
     wanted = {(k["mode"], k["target_epsilon"], k["seed"], k["rounds"]) for k in plan}
     shown = [r for r in rows if r["kind"] == "body" or (r["mode"], r["target_epsilon"], r["seed"], r["rounds"]) in wanted]
-    note = (f"{_data_note(settings.data)}; K={settings.hospitals}, {settings.image_size} px, q={settings.sample_rate:g}, "
+    rounds = any(k["rounds"] is not None for k in plan)
+    rate = "q = epochs/T" if rounds else f"q={settings.sample_rate:g}"
+    note = (f"{_data_note(settings.data)}; K={settings.hospitals}, {settings.image_size} px, {rate}, "
             f"{settings.epochs} epochs for private modes; {len(plan)} runs; this call {time.time() - started:.0f} s "
             f"on {settings.device} (1-min load at start {load:.1f}, {os.cpu_count()} CPUs)")
     name = "rounds" if rounds else "sweep"

@@ -59,8 +59,8 @@ def _dp_region(epsilon: float, delta: float, fpr: np.ndarray) -> np.ndarray:
 
 
 def write_roc_png(results, path: str | Path, *, title: str) -> Path:
-    """Membership inference on the canaries: TPR against FPR (log-log), one line per audit, with the
-    limit each DP claim allows drawn dashed in the same colour.
+    """Membership inference on the canaries: TPR against FPR (log-log), one line per audit, and
+    for each claimed ε the most any (ε, δ)-DP mechanism allows (dashed grey).
 
     Raises:
         ValueError: no result given.
@@ -72,14 +72,15 @@ def write_roc_png(results, path: str | Path, *, title: str) -> Path:
     floor = 1.0 / max(max(len(r.scores) for r in results), 2)
     grid = np.logspace(math.log10(floor / 2), 0, 200)
     ax.plot(grid, grid, color="grey", linewidth=0.8, linestyle=":", label="chance (TPR = FPR)")
+    claims = sorted({(r.epsilon, r.delta) for r in results if r.epsilon is not None})
+    for (epsilon, delta), style in zip(claims, ("--", "-.", (0, (5, 1, 1, 1)), (0, (1, 1)))):
+        ax.plot(grid, _dp_region(epsilon, delta, grid), color="#555555", linestyle=style, linewidth=0.9,
+                label=f"most any (ε = {epsilon_str(epsilon)}, δ = {delta:g})-DP mechanism allows")
     for index, r in enumerate(results):
         fpr, tpr = roc_points(r.scores, r.included)
-        colour = f"C{index}"
         claim = "no DP" if r.epsilon is None else f"claimed ε = {epsilon_str(r.epsilon)}"
-        ax.step(np.maximum(fpr, floor / 2), np.maximum(tpr, floor / 2), where="post", color=colour,
+        ax.step(np.maximum(fpr, floor / 2), np.maximum(tpr, floor / 2), where="post", color=f"C{index}",
                 label=f"{label(r)} ({claim}; empirical ε ≥ {lower_str(r.epsilon_lower)})")
-        if r.epsilon is not None:
-            ax.plot(grid, _dp_region(r.epsilon, r.delta, grid), color=colour, linestyle="--", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(floor / 2, 1)
@@ -87,7 +88,6 @@ def write_roc_png(results, path: str | Path, *, title: str) -> Path:
     ax.set(xlabel="false positive rate (non-member canaries called members)",
            ylabel="true positive rate (member canaries found)", title=title)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower right")
-    fig.text(0.01, 0.01, "dashed: the most an (ε, δ)-DP mechanism allows at the claimed ε", fontsize=7)
+    ax.legend(fontsize=6.5, loc="lower right")
     fig.tight_layout()
     return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=130))
