@@ -93,9 +93,12 @@ def run(args: argparse.Namespace) -> int:
     shown = [r for r in rows if r["kind"] == "body" or (r["mode"], r["target_epsilon"], r["seed"], r["rounds"]) in wanted]
     rounds = any(k["rounds"] is not None for k in plan)
     rate = "q = epochs/T" if rounds else f"q={settings.sample_rate:g}"
+    runs = [r for r in shown if r["kind"] == "run"]
+    loads = [r["load_start"] for r in runs] or [load]
     note = (f"{_data_note(settings.data)}; K={settings.hospitals}, {settings.image_size} px, {rate}, "
-            f"{settings.epochs} epochs for private modes; {len(plan)} runs; this call {time.time() - started:.0f} s "
-            f"on {settings.device} (1-min load at start {load:.1f}, {os.cpu_count()} CPUs)")
+            f"{settings.epochs} epochs for private modes; {len(runs)} runs took {sum(r['seconds'] for r in runs) / 60:.1f} "
+            f"min in all on {settings.device} (1-min load {min(loads):.1f}-{max(loads):.1f} at their starts, "
+            f"{os.cpu_count()} CPUs); this call {time.time() - started:.0f} s")
     name = "rounds" if rounds else "sweep"
     table = rounds_table_md(shown) if rounds else epsilon_table_md(shown)
     atomic_write_text(out / f"{name}.md", table + "\n" + note + "\n")

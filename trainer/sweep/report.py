@@ -107,7 +107,7 @@ def rounds_table_md(rows: list[dict]) -> str:
     for key in sorted((k for k in summary if k[2] is not None), key=lambda k: (k[1], k[2])):
         entry = summary[key]
         eps, delta, _ = _privacy(entry)
-        wall = " | ".join(f"{seconds * key[2] / 60:.0f}" for seconds in FLOWER_SECONDS_PER_ROUND.values())
+        wall = " | ".join(f"{seconds * key[2] / 60:.1f}" for seconds in FLOWER_SECONDS_PER_ROUND.values())
         lines.append(f"| {key[1]:g} | {key[2]} | {entry['sample_rate']:.4f} | {entry['noise_multiplier']:.3f} "
                      f"| {eps} | {delta} | {entry['n']} | {_cell(entry['test_accuracy'])} "
                      f"| {_cell(entry['test_kappa'])} | {_cell(entry['test_referable_auc'])} | {_minutes(entry)} "
@@ -134,7 +134,7 @@ def write_epsilon_png(rows: list[dict], path: str | Path, *, title: str) -> Path
     private = sorted(k for k in summary if k[0] in PRIVATE_MODES and k[2] is None)
     if not private:
         raise ValueError("rows: no private run to plot against epsilon")
-    fig = Figure(figsize=(12, 4.6))
+    fig = Figure(figsize=(12, 5.0))
     for ax, metric, label in zip(fig.subplots(1, 2), ("test_accuracy", "test_kappa"),
                                  ("test accuracy (kept round)", "test κ, quadratic (kept round)")):
         for mode in PRIVATE_MODES:
@@ -153,9 +153,10 @@ def write_epsilon_png(rows: list[dict], path: str | Path, *, title: str) -> Path
         ax.set_xticks(epsilons, [f"{e:g}" for e in epsilons])
         ax.set(xlabel="target ε (δ and accountant in the table)", ylabel=label)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=130))
 
 
