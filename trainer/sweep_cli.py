@@ -60,11 +60,13 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, list[di
     """The sweep's settings and plan from the flags (--quick fills what was not given).
 
     Raises:
-        ValueError: a bad list, an unknown mode, a missing --weights-public.
+        ValueError: a bad list, an unknown mode, a missing --weights file or --weights-public.
     """
     if not args.weights_public:
         raise ValueError("--weights-public is required: every run starts from --weights, which must have seen "
                          "no patient of --data (declare it, as for `trainer train`)")
+    if not Path(args.weights).is_file():
+        raise ValueError(f"--weights: {args.weights}: file not found")
     quick = QUICK if args.quick else {}
     modes = parse_list(args.modes, str, "--modes", allowed=MODES)
     epsilons = parse_list(args.epsilons or quick.get("epsilons") or ",".join(map(str, EPSILONS)), float, "--epsilons")

@@ -70,3 +70,8 @@ def test_sweep_cli_runs_resumes_and_refuses_other_settings(tiny_fundus, tmp_path
     assert "--weights-public is required" in capsys.readouterr().err
     assert main([*args, "--epsilons", "1,two"]) == 2
     assert "--epsilons" in capsys.readouterr().err
+    elsewhere = tmp_path / "elsewhere"
+    for bad in (["--weights", str(tmp_path / "none.pt")], ["--data", str(tmp_path / "no-data")]):
+        assert main([*args, "--out", str(elsewhere), *bad]) == 2       # the last flag given wins
+        assert "not found" in capsys.readouterr().err
+        assert not elsewhere.exists()                                 # nothing half-made

@@ -117,13 +117,13 @@ def execute(settings: SweepSettings, plan: list[dict], out: Path, *, progress: b
     Raises:
         ValueError: OUT holds another sweep, bad data or settings (from the trainer).
     """
+    # read the data first: a bad --data leaves no half-made OUT behind
+    patients = {seed: train_patient_count(settings, seed) for seed in sorted({k["seed"] for k in plan})}
     out.mkdir(parents=True, exist_ok=True)
     _check_manifest(out, settings)
     results = load_results(out)
     done = {run_key(r) for r in results}
-    patients: dict[int, int] = {}
-    for seed in sorted({k["seed"] for k in plan}):
-        patients[seed] = train_patient_count(settings, seed)
+    for seed in patients:
         if ("body", "body", None, seed, None) not in done:
             results.append(body_row(settings, seed, out / "runs" / f"body-seed{seed}"))
             _save_results(out, results)
