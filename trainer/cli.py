@@ -14,6 +14,8 @@ SUBCOMMANDS = {
     "train": ("trainer.train_cli", "train one mode (central, central-dp, fedavg, fl-parallel-dp, dopamine)"),
     "compare": ("trainer.compare_cli", "train all five modes and plot them as the paper does"),
     "epsilon": ("trainer.privacy.epsilon_cli", "print epsilon for a DP-SGD setting"),
+    "audit": ("trainer.audit_cli", "empirical lower bound on epsilon from one run with gradient canaries"),
+    "sweep": ("trainer.sweep_cli", "accuracy against epsilon (every mode) or rounds (dopamine), over seeds"),
 }
 
 

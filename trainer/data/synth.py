@@ -8,6 +8,11 @@ latent severity `grade + noise`, so neighbouring grades overlap:
 Lesions are drawn as masks and blended relative to the local background, and every image gets its
 own colour gains, gamma, illumination gradient and noise, so colour histograms alone say little.
 Drawn at 2x the requested size and downsampled (antialiasing). Deterministic by seed.
+
+`difficulty` in [0, 1] fades the lesions (microaneurysms, haemorrhages, exudates, cotton-wool
+spots) towards the background: their contrast is (1 - 0.8 * difficulty) of the default. The
+random draws do not depend on it, so the same seed gives the same patients, grades and lesion
+positions at every difficulty, and difficulty 0 (the default) gives today's images bit for bit.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from edge_client.fileio import atomic_write
 APTOS_COUNTS = (1805, 370, 999, 193, 295)  # APTOS 2019 train.csv grade counts
 APTOS_PROBS = tuple(c / sum(APTOS_COUNTS) for c in APTOS_COUNTS)
 MARKER = "synth.json"
+MAX_FADE = 0.8  # difficulty 1 draws lesions at 20 % of the default contrast
 
 
 def _noise_field(rng: np.random.Generator, d: int, cells: int) -> np.ndarray:
@@ -80,18 +86,28 @@ def _scatter(rng, n, r_max=0.9, centre=(0.0, 0.0), spread=None):
     return np.where(norm > r_max, pts / np.maximum(norm, 1e-6) * r_max, pts)
 
 
-def render_fundus(grade: int, size: int, rng: np.random.Generator) -> np.ndarray:
+def _check_difficulty(difficulty: float) -> float:
+    if isinstance(difficulty, bool) or not isinstance(difficulty, (int, float)) or not 0 <= difficulty <= 1:
+        raise ValueError(f"--difficulty must be a number in [0, 1], got {difficulty!r}")
+    return float(difficulty)
+
+
+def render_fundus(grade: int, size: int, rng: np.random.Generator, *, difficulty: float = 0.0) -> np.ndarray:
     """One synthetic fundus photograph of a DR grade.
 
     Args:
         grade: 0-4.
         size: output side in pixels.
         rng: the image's own generator (all randomness comes from it).
+        difficulty: 0 (default) to 1: how faint the lesions are (module docstring).
     Returns:
         (size, size, 3) uint8 RGB image.
+    Raises:
+        ValueError: a grade outside 0-4 or a difficulty outside [0, 1].
     """
     if grade not in range(5):
         raise ValueError(f"grade must be 0-4, got {grade}")
+    contrast = 1.0 - MAX_FADE * _check_difficulty(difficulty)  # exactly 1.0 at difficulty 0
     d = 2 * size if size <= 512 else size  # supersample, at most 2x
     # Geometry: sometimes a large circle cut at top and bottom, else a jittered full circle.
     if rng.random() < 0.3:
@@ -166,9 +182,9 @@ def render_fundus(grade: int, size: int, rng: np.random.Generator) -> np.ndarray
     m_y = np.asarray(yellow.filter(blur), np.float32) / 255
     m_w = np.asarray(white.filter(ImageFilter.GaussianBlur(d / 80)), np.float32) / 255
     img *= (1.0 - 0.45 * m_v)[..., None] * np.array([1.0, 0.8, 0.8], np.float32)[None, None] ** m_v[..., None]
-    img *= (1.0 - 0.6 * m_d)[..., None]
-    img += m_y[..., None] * (np.array([235, 205, 90], np.float32) - img) * 0.8
-    img += m_w[..., None] * (np.array([230, 220, 200], np.float32) - img) * 0.7
+    img *= (1.0 - 0.6 * contrast * m_d)[..., None]
+    img += m_y[..., None] * (np.array([235, 205, 90], np.float32) - img) * (0.8 * contrast)
+    img += m_w[..., None] * (np.array([230, 220, 200], np.float32) - img) * (0.7 * contrast)
 
     # Camera: per-image colour gains, gamma, noise; black outside the (antialiased) circle.
     img *= np.array([rng.uniform(0.75, 1.15), rng.uniform(0.7, 1.3), rng.uniform(0.6, 1.4)], np.float32)
@@ -189,7 +205,7 @@ def sample_id(seed: int, index: int) -> str:
 
 
 def generate_dataset(out: str | Path, n: int, *, size: int = 64, seed: int = 0,
-                     class_probs: tuple[float, ...] = APTOS_PROBS) -> Path:
+                     class_probs: tuple[float, ...] = APTOS_PROBS, difficulty: float = 0.0) -> Path:
     """Write `n` synthetic images in the APTOS layout: train.csv + train_images/<id_code>.png.
 
     Args:
@@ -198,10 +214,11 @@ def generate_dataset(out: str | Path, n: int, *, size: int = 64, seed: int = 0,
         size: image side in pixels (16-1024).
         seed: same seed -> identical bytes.
         class_probs: probability of each grade 0-4 (default APTOS 2019's imbalance).
+        difficulty: 0 (default, today's images) to 1: lesion contrast (module docstring).
     Returns:
         The output folder.
     Raises:
-        ValueError: bad n/size/probabilities, or `out` is a non-empty folder that is not a synthetic set.
+        ValueError: bad n/size/probabilities/difficulty, or `out` is a non-empty folder that is not a synthetic set.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"--n must be a positive integer, got {n!r}")
@@ -210,6 +227,7 @@ def generate_dataset(out: str | Path, n: int, *, size: int = 64, seed: int = 0,
     probs = np.asarray(class_probs, dtype=np.float64)
     if probs.shape != (5,) or (probs < 0).any() or probs.sum() <= 0:
         raise ValueError(f"class_probs must be 5 non-negative numbers, got {class_probs!r}")
+    difficulty = _check_difficulty(difficulty)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
@@ -220,7 +238,7 @@ def generate_dataset(out: str | Path, n: int, *, size: int = 64, seed: int = 0,
     grades = np.random.default_rng(seed).choice(5, size=n, p=probs / probs.sum())
     rows = []
     for i, grade in enumerate(grades):
-        rgb = render_fundus(int(grade), size, np.random.default_rng([seed, i]))
+        rgb = render_fundus(int(grade), size, np.random.default_rng([seed, i]), difficulty=difficulty)
         buf = io.BytesIO()
         Image.fromarray(rgb).save(buf, format="PNG", compress_level=6)
         code = sample_id(seed, i)
@@ -233,5 +251,7 @@ def generate_dataset(out: str | Path, n: int, *, size: int = 64, seed: int = 0,
     atomic_write(out / "train.csv", text.getvalue().encode())
     counts = np.bincount(grades, minlength=5).tolist()
     meta = {"generator": "dopamine-synth", "version": 1, "n": n, "size": size, "seed": seed, "grade_counts": counts}
+    if difficulty:  # absent at the default, so a default set's marker keeps today's bytes
+        meta["difficulty"] = difficulty
     atomic_write(out / MARKER, (json.dumps(meta, indent=2) + "\n").encode())
     return out

@@ -1,0 +1,55 @@
+"""The fewest rounds: Dopamine at fixed ε (8, δ = 1e-5) for T ∈ {25, 50, 100, 200, 400} rounds, with
+q = epochs / T (larger batches for fewer rounds, the same passes over the data) and σ calibrated
+for each (q, T) so that the run spends exactly the budget; 3 seeds; on the sweep's task.
+
+    .venv/bin/python benchmarks/bench_rounds.py --work /tmp/evidence [--difficulty D] [--seeds 0,1,2]
+        [--rounds 25,50,100,200,400] [--epsilon 8] [--size 32] [--threads 1] [--device cpu] [--docs]
+
+Runs `python -m trainer sweep --rounds-grid ...` into WORK/rounds-<size>-d<D>; the table adds the
+expected Flower wall clock (README's federation benchmark, s/round x T). `--docs` copies the table
+and figure to docs/rounds.md and docs/rounds.png.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evidence_common import CHOSEN_DIFFICULTY, REPO, hospitals, public_body, trainer  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", required=True, type=Path)
+    parser.add_argument("--difficulty", type=float, default=CHOSEN_DIFFICULTY)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--rounds", default="25,50,100,200,400")
+    parser.add_argument("--epsilon", default="8")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--docs", action="store_true", help="copy the table and figure into docs/")
+    args = parser.parse_args()
+    if args.difficulty is None:
+        parser.error("--difficulty: none chosen yet; run benchmarks/bench_difficulty.py first")
+    started, load = time.time(), os.getloadavg()[0]
+    body = public_body(args.work, size=args.size, threads=args.threads, device=args.device)
+    data = hospitals(args.work, size=args.size, difficulty=args.difficulty)
+    out = args.work / f"rounds-{args.size}-d{args.difficulty:g}"
+    trainer("sweep", "--data", str(data), "--weights", str(body), "--weights-public", "--out", str(out),
+            "--modes", "dopamine", "--seeds", args.seeds, "--epsilons", args.epsilon, "--rounds-grid", args.rounds,
+            "--image-size", str(args.size), "--threads", str(args.threads), "--device", args.device)
+    if args.docs:
+        shutil.copyfile(out / "rounds.md", REPO / "docs" / "rounds.md")
+        shutil.copyfile(out / "rounds.png", REPO / "docs" / "rounds.png")
+    print(f"bench_rounds: {time.time() - started:.0f} s in this call; 1-min load at start {load:.1f}, "
+          f"{os.cpu_count()} CPUs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The paper's claim, as far as this data reproduces it: test accuracy against ε ∈ {1, 2, 4, 8} for
+central-dp, fl-parallel-dp and dopamine, with central and fedavg as ceilings, K = 10, 3 seeds.
+
+    .venv/bin/python benchmarks/bench_sweep.py --work /tmp/evidence [--difficulty D] [--seeds 0,1,2]
+        [--epsilons 1,2,4,8] [--size 32] [--threads 1] [--device cpu|cuda] [--docs]
+
+Makes (once, under WORK) the public body and the hospitals' 3662 synthetic patients at the chosen
+difficulty, then runs `python -m trainer sweep` into WORK/sweep-<size>-d<D> (rerun to resume a
+killed sweep). `--docs` copies the table and figure to docs/sweep.md and docs/sweep.png.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evidence_common import CHOSEN_DIFFICULTY, REPO, hospitals, public_body, trainer  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", required=True, type=Path)
+    parser.add_argument("--difficulty", type=float, default=CHOSEN_DIFFICULTY)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epsilons", default="1,2,4,8")
+    parser.add_argument("--modes", default="central,central-dp,fedavg,fl-parallel-dp,dopamine")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--docs", action="store_true", help="copy the table and figure into docs/")
+    args = parser.parse_args()
+    if args.difficulty is None:
+        parser.error("--difficulty: none chosen yet; run benchmarks/bench_difficulty.py first")
+    started, load = time.time(), os.getloadavg()[0]
+    body = public_body(args.work, size=args.size, threads=args.threads, device=args.device)
+    data = hospitals(args.work, size=args.size, difficulty=args.difficulty)
+    out = args.work / f"sweep-{args.size}-d{args.difficulty:g}"
+    trainer("sweep", "--data", str(data), "--weights", str(body), "--weights-public", "--out", str(out),
+            "--modes", args.modes, "--seeds", args.seeds, "--epsilons", args.epsilons, "--image-size", str(args.size),
+            "--threads", str(args.threads), "--device", args.device)
+    if args.docs:
+        shutil.copyfile(out / "sweep.md", REPO / "docs" / "sweep.md")
+        shutil.copyfile(out / "sweep.png", REPO / "docs" / "sweep.png")
+    print(f"bench_sweep: {time.time() - started:.0f} s in this call; 1-min load at start {load:.1f}, "
+          f"{os.cpu_count()} CPUs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
