@@ -60,10 +60,17 @@ class LogitsAndFeatures(nn.Module):
         return self.model.head(features), features
 
 
-def load_imagenet_body(model: DRSqueezeNet, weights_file: str | Path) -> list[str]:
-    """Load a local torchvision ImageNet state dict into the body (the 1000-class head is skipped).
+def load_warm_start(model: DRSqueezeNet, weights_file: str | Path) -> list[str]:
+    """Load local weights into `model` for a warm start. Nothing is downloaded.
 
-    Returns the names of the keys that were loaded. Nothing is downloaded.
+    A Dopamine checkpoint (`model.pt`) loads WHOLE, body and head, so the run starts from that
+    model's own predictions. A torchvision (ImageNet) state dict loads its body only: its
+    1000-class head does not fit the 5 grades, so the head stays freshly initialised.
+
+    Returns:
+        The names of the keys that were loaded.
+    Raises:
+        FileNotFoundError: no such file. ValueError: unreadable, or keys that do not fit (names the file).
     """
     path = Path(weights_file)
     if not path.is_file():
@@ -72,6 +79,12 @@ def load_imagenet_body(model: DRSqueezeNet, weights_file: str | Path) -> list[st
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt files
         raise ValueError(f"{path}: not a readable torch state dict ({exc})") from exc
+    if isinstance(state, dict) and state.get("format") == "dopamine-checkpoint":
+        try:
+            model.load_state_dict(state["state_dict"])
+        except (KeyError, RuntimeError) as exc:
+            raise ValueError(f"{path}: its weights do not fit this model ({exc})") from None
+        return sorted(state["state_dict"])
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     body = {k: v for k, v in state.items() if k.startswith("features.")}
@@ -86,10 +99,10 @@ def load_imagenet_body(model: DRSqueezeNet, weights_file: str | Path) -> list[st
 
 
 def build_model(num_classes: int = 5, *, weights: str | Path | None = None, dropout: float = 0.5) -> DRSqueezeNet:
-    """Public factory: a fresh model, optionally with a local ImageNet body."""
+    """Public factory: a fresh model, optionally warm-started from local weights (`load_warm_start`)."""
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     model = DRSqueezeNet(num_classes=num_classes, dropout=dropout)
     if weights is not None:
-        load_imagenet_body(model, weights)
+        load_warm_start(model, weights)
     return model

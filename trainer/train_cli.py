@@ -31,8 +31,8 @@ FLAGS = [
     ("--min-participants", int, "K_min: hospitals a round needs; noise shares are sized for it"),
     ("--colluders", int, "t: hospitals that may collude against the others"),
     ("--per-sample-method", str, "functorch | opacus-hooks | opacus-ew | ghost"),
-    ("--weights", str, "warm start: a local SqueezeNet 1.1 state dict (public) or a model.pt checkpoint "
-                       "(its privacy history is composed into epsilon unless --weights-public)"),
+    ("--weights", str, "warm start: a local SqueezeNet 1.1 state dict (its body; public) or a model.pt "
+                       "checkpoint (whole; its privacy history is composed into epsilon unless --weights-public)"),
     ("--max-patients", int, "use at most this many training patients"),
     ("--split-file", str, "CSV id_code,split fixing train/val/test"),
     ("--seed", int, "experiment seed: data split, init, augmentation (never the DP noise; default 0)"),

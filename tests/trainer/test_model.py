@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torchvision.models import squeezenet1_1
 
-from trainer.model import LogitsAndFeatures, build_model, load_imagenet_body
+from trainer.model import LogitsAndFeatures, build_model
 
 
 def test_no_inplace_relu_and_no_relu_on_logits():
@@ -38,6 +38,18 @@ def test_imagenet_body_loads_from_a_local_file(tmp_path):
     model = build_model(weights=path)
     assert torch.equal(model.features[0].weight, imagenet.features[0].weight)
     assert model.classifier[1].weight.shape == (5, 512, 1, 1)  # the 1000-class head is not loaded
+
+
+def test_a_dopamine_checkpoint_warm_starts_body_and_head(tmp_path):
+    from trainer.checkpoint import save_checkpoint
+    torch.manual_seed(3)
+    trained = build_model(dropout=0.0)
+    path = save_checkpoint(tmp_path / "model.pt", trained, preprocess={"image_size": 32}, mode="central",
+                           privacy={"epsilon": None})
+    torch.manual_seed(4)                       # another seed: a fresh head would differ
+    model = build_model(weights=path, dropout=0.0)
+    assert torch.equal(model.classifier[1].weight, trained.classifier[1].weight)
+    assert torch.equal(model.features[0].weight, trained.features[0].weight)
 
 
 def test_bad_weights_files_are_refused_clearly(tmp_path):

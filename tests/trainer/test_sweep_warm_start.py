@@ -1,16 +1,12 @@
-"""A finding of the evidence sweep (issue 17), kept as a strict xfail until the trainer decides.
+"""A warm start from a checkpoint starts from that model's own predictions, whatever `--seed`.
 
-`--weights model.pt` loads only the checkpoint's body (`features.*`, trainer/model.py
-`load_imagenet_body`); the head is drawn afresh from the run's `--seed`. A run warm-started from
-the public model therefore does not start from that model's predictions: at `--seed` equal to the
-seed the public model was trained with, the fresh head is the very head its features co-adapted
-with (README's compare section: "test accuracy ≈ 0.67 before any private round"); at any other
-seed the run starts near chance. This test states the behaviour the README describes.
+Found by the evidence sweep (issue 17): `--weights model.pt` used to load only the body and draw
+the head afresh from the run's seed, so a run at another seed than the public model's started
+near chance. `trainer.model.load_warm_start` now loads a Dopamine checkpoint whole.
 """
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from trainer.checkpoint import load_checkpoint
 from trainer.cli import main
@@ -18,8 +14,6 @@ from trainer.config import resolve
 from trainer.runner import Run, predict_probs
 
 
-@pytest.mark.xfail(strict=True, reason="--weights model.pt loads the body only; the head is re-initialised "
-                                       "from --seed (report of issue 17)")
 def test_a_warm_start_from_a_checkpoint_starts_from_its_predictions(tiny_fundus, tmp_path):
     public = tmp_path / "public"
     assert main(["train", "--mode", "central", "--data", str(tiny_fundus), "--out", str(public), "--rounds", "1",
