@@ -14,6 +14,10 @@ import torch
 
 from trainer.metrics import quadratic_weighted_kappa
 
+# What every int8 artifact should reach on the parity images, for the top-1 grade and for the
+# referable decision (README "Export"). Below ``--min-agreement`` (default 0.98) export refuses.
+TARGET_AGREEMENT = 0.995
+
 
 def torch_outputs(module: torch.nn.Module, images: np.ndarray, *, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Logits (N, C) and features (N, 512) of the export view on preprocessed images."""
@@ -51,8 +55,80 @@ def quality(logits: np.ndarray, labels: np.ndarray | None, num_classes: int) -> 
             "kappa": float(quadratic_weighted_kappa(labels, pred, num_classes))}
 
 
+def referable(logits: np.ndarray, *, refer_at_grade: int = 2, threshold: float | None = None,
+              temperature: float = 1.0) -> np.ndarray:
+    """The device's referral decision per image (bool).
+
+    Args:
+        logits: (N, C) scores.
+        refer_at_grade: grades at or above it are referable.
+        threshold: refer when P(grade >= refer_at_grade) = softmax(logits / temperature) summed over
+            those grades is at least this; None: refer when the top-1 grade is referable (the rule
+            before the manifest carried a threshold).
+        temperature: the manifest's calibration temperature (1 = uncalibrated).
+
+    Returns:
+        (N,) bool.
+    """
+    if threshold is None:
+        return logits.argmax(1) >= refer_at_grade
+    z = logits / temperature
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    return p[:, refer_at_grade:].sum(1) >= threshold
+
+
+def referral_rule(referral: dict | None, calibration: dict | None = None) -> dict:
+    """``referable``'s keyword arguments from the manifest's ``referral`` and ``calibration`` blocks."""
+    referral, calibration = referral or {}, calibration or {}
+    return {"refer_at_grade": int(referral.get("refer_at_grade", 2)), "threshold": referral.get("threshold"),
+            "temperature": float(calibration.get("temperature", 1.0))}
+
+
+def describe_rule(rule: dict) -> str:
+    """The referable decision in words, for the report."""
+    if rule.get("threshold") is None:
+        return f"top-1 grade >= {rule['refer_at_grade']} (no P(referable) threshold in the manifest yet)"
+    return (f"P(grade >= {rule['refer_at_grade']}) >= {rule['threshold']:g}"
+            + (f" at temperature {rule['temperature']:g}" if rule.get("temperature", 1.0) != 1.0 else ""))
+
+
+def agreement(logits: np.ndarray, ref_logits: np.ndarray, **rule) -> tuple[float, float]:
+    """(top-1 agreement, referable-decision agreement) of ``logits`` with ``ref_logits``."""
+    return (float((logits.argmax(1) == ref_logits.argmax(1)).mean()),
+            float((referable(logits, **rule) == referable(ref_logits, **rule)).mean()))
+
+
+def selection_images(calibration: np.ndarray) -> np.ndarray:
+    """Images for choosing int8 or float activations: the calibration photos mirrored left-right.
+
+    A mirrored fundus is a plausible other eye: new inputs with the calibration photos' pixel
+    statistics, and never the parity photos the report measures on.
+    """
+    return np.ascontiguousarray(calibration[..., ::-1])
+
+
+def keeps_decisions(logits: np.ndarray, ref_logits: np.ndarray, *, target: float = TARGET_AGREEMENT,
+                    error_factor: float = 2.0) -> bool:
+    """Would the artifact keep fp32's decisions with ``error_factor`` times its measured error?
+
+    Doubling the error leaves a margin for the images it is not measured on: a model kept this way
+    flips a decision only where fp32's top two (or referable and not) are within half its error.
+
+    Args:
+        logits: the artifact's logits on the selection images. ref_logits: fp32's.
+        target: the top-1 and referable agreement (top-1 grade >= 2) asked for.
+        error_factor: how much the error is scaled before the check.
+
+    Returns:
+        True when both agreements reach ``target``.
+    """
+    stressed = ref_logits + error_factor * (logits - ref_logits)
+    return min(agreement(stressed, ref_logits)) >= target
+
+
 def compare(name: str, logits: np.ndarray, features: np.ndarray, reference: tuple[np.ndarray, np.ndarray],
-            labels: np.ndarray | None, head: tuple[np.ndarray, np.ndarray]) -> dict:
+            labels: np.ndarray | None, head: tuple[np.ndarray, np.ndarray], *, rule: dict | None = None) -> dict:
     """Parity figures of one artifact's outputs against torch's.
 
     Args:
@@ -61,6 +137,7 @@ def compare(name: str, logits: np.ndarray, features: np.ndarray, reference: tupl
         reference: torch's (logits, features) on the same images.
         labels: grades of the test images, or None.
         head: (W (C, 512), b (C,)) of the torch head, to check ``features`` reproduces ``logits``.
+        rule: ``referable``'s keyword arguments (``referral_rule``); default: top-1 grade >= 2.
 
     Returns:
         dict of figures (see report.md's columns).
@@ -68,10 +145,13 @@ def compare(name: str, logits: np.ndarray, features: np.ndarray, reference: tupl
     ref_logits, ref_features = reference
     weight, bias = head
     through_head = features @ weight.T + bias
+    rule = rule or referral_rule(None)
+    top1, refer = agreement(logits, ref_logits, **rule)
     return {
         "artifact": name,
         "images": int(len(logits)),
-        "top1_agreement": float((logits.argmax(1) == ref_logits.argmax(1)).mean()),
+        "top1_agreement": top1,
+        "referable_agreement": refer,
         "max_abs_dlogit": float(np.abs(logits - ref_logits).max()),
         "max_abs_dfeature": float(np.abs(features - ref_features).max()),
         # how far W f + b (f = the artifact's features) is from the artifact's own logits
@@ -105,15 +185,17 @@ def render_markdown(report: dict) -> str:
         f"- machine: {report['machine']}; latency = mean ms per image, 1 thread, "
         f"{report['latency_runs']} runs after warm-up",
         f"- torch fp32 reference: accuracy {_fmt(ref['accuracy'], '.3f')}, kappa {_fmt(ref['kappa'], '.3f')}, "
-        f"latency {_fmt(ref['latency_ms'], '.2f')} ms", "",
-        "| artifact | runtime | precision | size (MB) | top-1 agreement | max abs Δlogit | "
-        "accuracy | kappa | latency (ms) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        f"latency {_fmt(ref['latency_ms'], '.2f')} ms",
+        f"- referable decision: {report.get('referable_rule', 'top-1 grade >= 2')}", "",
+        "| artifact | runtime | precision | activations | size (MB) | top-1 agreement | referable agreement | "
+        "max abs Δlogit | accuracy | kappa | latency (ms) |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["artifacts"]:
         lines.append(
-            f"| {row['artifact']} | {row['runtime']} | {row['precision']} | {row['size'] / 1e6:.3f} | "
-            f"{row['top1_agreement']:.4f} | {row['max_abs_dlogit']:.4f} | {_fmt(row['accuracy'], '.3f')} | "
+            f"| {row['artifact']} | {row['runtime']} | {row['precision']} | {row.get('activations', 'n/a')} | "
+            f"{row['size'] / 1e6:.3f} | {row['top1_agreement']:.4f} | {_fmt(row.get('referable_agreement'), '.4f')} | "
+            f"{row['max_abs_dlogit']:.4f} | {_fmt(row['accuracy'], '.3f')} | "
             f"{_fmt(row['kappa'], '.3f')} | {_fmt(row['latency_ms'], '.2f')} |")
     lines += ["", "Sizes are bytes / 10^6; a `.mlpackage` counts all its files (its zip is listed in the "
               "manifest)."]
