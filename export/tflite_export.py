@@ -158,6 +158,7 @@ def build_int8(module: torch.nn.Module, image_size: int, path: Path, calibration
             for image in calibration if activations else calibration[:1]:
                 prepared(input=torch.from_numpy(np.ascontiguousarray(image[None], dtype=np.float32)))
         converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+        converted.training = False  # traced from an eval-mode view; exported modules refuse .eval()
         with _short_names():
             litert_torch.convert(converted, (), sample,
                                  quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
