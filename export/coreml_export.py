@@ -51,7 +51,8 @@ def _compact(mlmodel):
 
 
 def export_mlpackage(module: torch.nn.Module, image_size: int, path: Path, *, metadata: dict,
-                     class_names: list[str], int8: bool = True, calibration: np.ndarray | None = None) -> Path:
+                     class_names: list[str], int8: bool = True, calibration: np.ndarray | None = None,
+                     compact: bool = True) -> Path:
     """Convert to an ML Program, with int8 (per-channel, symmetric) weights, and save ``path``.
 
     Args:
@@ -64,6 +65,7 @@ def export_mlpackage(module: torch.nn.Module, image_size: int, path: Path, *, me
             logits and features, so a Core ML classifier head would hide the features output).
         int8: store int8 weights (False: float32, for checking the numpy evaluator).
         calibration: float32 (N, 3, S, S) images for GPTQ rounding; None rounds to nearest.
+        compact: short names and deduplicated constants in the program (a lever the benchmark measures).
 
     Returns:
         ``path``.
@@ -84,7 +86,8 @@ def export_mlpackage(module: torch.nn.Module, image_size: int, path: Path, *, me
             config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
                 mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0))
             mlmodel = cto.linear_quantize_weights(mlmodel, config=config)
-        mlmodel = _compact(mlmodel)
+        if compact:
+            mlmodel = _compact(mlmodel)
     mlmodel.author = str(metadata.get("author", ""))
     mlmodel.license = str(metadata.get("license", ""))
     mlmodel.short_description = str(metadata.get("description", ""))

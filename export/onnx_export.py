@@ -190,7 +190,7 @@ def compact(path: Path) -> Path:
 
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, *,
                   per_channel: bool = True, method: str = "minmax", activations: str = "auto",
-                  target: float = parity.TARGET_AGREEMENT) -> Path:
+                  target: float = parity.TARGET_AGREEMENT, gptq: bool = True, compact_file: bool = True) -> Path:
     """int8 ONNX from the fp32 one: GPTQ-rounded int8 weights; uint8 or float activations.
 
     Args:
@@ -202,6 +202,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, *,
         activations: ``"int8"`` (static QDQ), ``"float"`` (int8 weights only), or ``"auto"``:
             static unless ``parity.keeps_decisions`` fails on the selection images, then float.
         target: the agreement ``"auto"`` asks for.
+        gptq, compact_file: levers benchmarks/bench_export.py measures (both on in export).
 
     Returns:
         ``out_path``.
@@ -217,7 +218,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, *,
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
         work = Path(tmp)
         with chatter.to_log(log, f"{out_path.name}: GPTQ weight rounding, ONNX Runtime quantization"):
-            rounded = _rounded_fp32(fp32_path, calibration, work)
+            rounded = _rounded_fp32(fp32_path, calibration, work) if gptq else fp32_path
             if activations != "float":
                 _static(rounded, out_path, calibration, work, per_channel=per_channel, method=method)
         if activations == "auto":
@@ -229,7 +230,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, *,
         if activations == "float":
             with chatter.to_log(log, f"{out_path.name}: int8 weights, float activations"):
                 _weight_only(rounded, out_path)
-    return compact(out_path)
+    return compact(out_path) if compact_file else out_path
 
 
 def head_nodes(path: Path) -> list[str]:

@@ -68,14 +68,15 @@ def per_tensor_layers(view: torch.nn.Module) -> set[str]:
     return names
 
 
-def _configs(activations: bool):
+def _configs(activations: bool, observer: str = "minmax"):
     """(per-channel, per-tensor) PT2E configs: int8 symmetric weights, optional int8 activations."""
     from litert_torch.quantize import pt2e_quantizer_utils as utils
-    from torchao.quantization.pt2e.observer import MinMaxObserver, PerChannelMinMaxObserver
+    from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver, PerChannelMinMaxObserver
     from torchao.quantization.pt2e.quantizer import QuantizationSpec
 
+    act_observer = {"minmax": MinMaxObserver, "histogram": HistogramObserver}[observer]
     act = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
-                           is_dynamic=False, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+                           is_dynamic=False, observer_or_fake_quant_ctr=act_observer.with_args(eps=2**-12))
     if not activations:
         act = None
 
@@ -90,11 +91,12 @@ def _configs(activations: bool):
             utils.QuantizationConfig(act, act, weight(False), None, None, False, False))
 
 
-def _quantizer(activations: bool, per_tensor: set[str]):
+def _quantizer(activations: bool, per_tensor: set[str], *, observer: str = "minmax", float_head: bool = True):
     """litert-torch's PT2E quantizer, annotating per conv: per-tensor set, per-channel rest, head skipped."""
     from litert_torch.quantize import pt2e_quantizer
 
-    per_channel_config, per_tensor_config = _configs(activations)
+    per_channel_config, per_tensor_config = _configs(activations, observer)
+    skipped = HEAD if float_head else None
 
     def path(node) -> str | None:
         """The conv a node belongs to (its ReLU included); None for weights and biases."""
@@ -108,7 +110,7 @@ def _quantizer(activations: bool, per_tensor: set[str]):
             def wanted(per_tensor_wanted: bool):
                 def keep(node) -> bool:
                     where = path(node)
-                    return where is None or (where != HEAD and (where in per_tensor) == per_tensor_wanted)
+                    return where is None or (where != skipped and (where in per_tensor) == per_tensor_wanted)
                 return keep
             self._annotate_all_static_patterns(model, per_tensor_config, wanted(True))
             self._annotate_all_static_patterns(model, per_channel_config, wanted(False))
@@ -129,7 +131,8 @@ def export_fp32(module: torch.nn.Module, image_size: int, path: Path) -> Path:
 
 
 def build_int8(module: torch.nn.Module, image_size: int, path: Path, calibration: np.ndarray, *,
-               activations: bool) -> Path:
+               activations: bool, observer: str = "minmax", float_head: bool = True, short_names: bool = True,
+               per_tensor: set[str] | None = None, gptq: bool = True) -> Path:
     """Write one int8 ``.tflite``: GPTQ-rounded int8 weights, int8 (True) or float (False) activations.
 
     Args:
@@ -137,29 +140,34 @@ def build_int8(module: torch.nn.Module, image_size: int, path: Path, calibration
         image_size: square input side (batch fixed to 1).
         path: the ``.tflite`` to write.
         calibration: float32 (N, 3, S, S) preprocessed images (not the parity images).
-        activations: quantize the body's activations to int8 (calibrated min/max).
+        activations: quantize the body's activations to int8 (calibrated ranges).
+        observer, float_head, short_names, per_tensor, gptq: the levers benchmarks/bench_export.py
+            measures; the defaults are what export ships (``per_tensor`` None: ``per_tensor_layers``
+            with int8 activations, none without). ``observer="histogram"`` is litert-torch's default.
 
     Returns:
         ``path``.
     """
     named = _NamedOutputs(module).eval()
-    per_tensor = per_tensor_layers(named) if activations else set()
+    if per_tensor is None:
+        per_tensor = per_tensor_layers(named) if activations else set()
     title = f"{path.name}: litert-torch PT2E, int8 weights, {'int8' if activations else 'float'} activations"
     with chatter.to_log(chatter.log_path_for(path), title):
         import litert_torch
         from litert_torch.quantize import quant_config
         from torchao.quantization.pt2e import quantize_pt2e
 
-        rounded = weight_rounding.rounded_copy(named, calibration, per_tensor=per_tensor, skip={HEAD})
+        rounded = (weight_rounding.rounded_copy(named, calibration, per_tensor=per_tensor,
+                                                skip={HEAD} if float_head else set()) if gptq else named)
         sample = {"input": torch.zeros(1, 3, image_size, image_size)}
-        quantizer = _quantizer(activations, per_tensor)
+        quantizer = _quantizer(activations, per_tensor, observer=observer, float_head=float_head)
         prepared = quantize_pt2e.prepare_pt2e(torch.export.export(rounded, (), sample).module(), quantizer)
         with torch.no_grad():  # observers record ranges (weight observers too: unrun, they give scale 1)
             for image in calibration if activations else calibration[:1]:
                 prepared(input=torch.from_numpy(np.ascontiguousarray(image[None], dtype=np.float32)))
         converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
         converted.training = False  # traced from an eval-mode view; exported modules refuse .eval()
-        with _short_names():
+        with _short_names() if short_names else contextlib.nullcontext():
             litert_torch.convert(converted, (), sample,
                                  quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
     return path

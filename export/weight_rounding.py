@@ -15,6 +15,7 @@ store exactly these values. The fp32 model is never changed: callers get a round
 from __future__ import annotations
 
 import copy
+import hashlib
 
 import numpy as np
 import torch
@@ -102,6 +103,29 @@ def gptq_round(weight: torch.Tensor, hessian: torch.Tensor, *, per_tensor: bool 
     return q.float()
 
 
+_cache: dict = {}  # the last (weights, images) -> second moments: one export rounds 3-4 times
+
+
+def _moments_for(module: torch.nn.Module, images: np.ndarray) -> list[torch.Tensor]:
+    """Second moments of every conv's input, in ``convs`` order; computed once per weights and images.
+
+    ONNX, TFLite and Core ML each round the same weights on the same calibration images (through
+    different wrappers, so under different layer names); collecting the moments is most of the
+    cost (about 30 s at 224 px on a busy core), the rounding itself a few seconds.
+    """
+    layers = convs(module)
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    for conv in layers.values():
+        digest.update(conv.weight.detach().numpy().tobytes())
+        digest.update(b"|" if conv.bias is None else conv.bias.detach().numpy().tobytes())
+    key = digest.hexdigest()
+    if key not in _cache:
+        moments = _second_moments(module, layers, images)
+        _cache.clear()
+        _cache[key] = [moments[name] for name in layers]
+    return _cache[key]
+
+
 def rounded_copy(module: torch.nn.Module, images: np.ndarray, *, per_tensor: set[str] = frozenset(),
                  skip: set[str] = frozenset()) -> torch.nn.Module:
     """A copy of ``module`` whose conv weights are GPTQ-rounded onto the int8 grid.
@@ -116,12 +140,13 @@ def rounded_copy(module: torch.nn.Module, images: np.ndarray, *, per_tensor: set
         The rounded copy, in eval mode.
     """
     rounded = copy.deepcopy(module).eval()
-    layers = {name: conv for name, conv in convs(rounded).items() if name not in skip}
-    moments = _second_moments(rounded, layers, images)  # all from fp32 activations, one pass
+    moments = _moments_for(rounded, images)  # all from fp32 activations, one pass
     with torch.no_grad():
-        for name, conv in layers.items():
+        for (name, conv), moment in zip(convs(rounded).items(), moments):
+            if name in skip:
+                continue
             matrix = conv.weight.reshape(conv.weight.shape[0], -1)
-            new = gptq_round(matrix, moments[name], per_tensor=name in per_tensor)
+            new = gptq_round(matrix, moment, per_tensor=name in per_tensor)
             conv.weight.copy_(new.reshape(conv.weight.shape))
     return rounded
 
