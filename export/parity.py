@@ -100,34 +100,36 @@ def agreement(logits: np.ndarray, ref_logits: np.ndarray, **rule) -> tuple[float
 
 
 def selection_images(calibration: np.ndarray) -> np.ndarray:
-    """Images for choosing int8 or float activations: the calibration photos mirrored three ways.
+    """Images for choosing int8 or float activations: the calibration photos turned and mirrored.
 
-    A mirrored fundus is a plausible other eye (left-right) or an upside-down capture: new inputs
-    with the calibration photos' pixel statistics, never the parity photos the report measures
-    on, and three times as many as the calibration photos (a flip rate of 0.5 % needs hundreds).
+    The seven other symmetries of the square (three rotations, four reflections) of each photo: a
+    mirrored fundus is a plausible other eye, a turned one another capture; new inputs with the
+    calibration photos' pixel statistics, never the parity photos the report measures on, and
+    seven times as many as the calibration photos (telling a 0.1 % flip rate from 0.5 % takes hundreds).
     """
-    return np.ascontiguousarray(np.concatenate([calibration[..., ::-1], calibration[..., ::-1, :],
-                                                calibration[..., ::-1, ::-1]]))
+    turns = [np.rot90(calibration, k, axes=(2, 3)) for k in (1, 2, 3)]
+    mirrors = [calibration[..., ::-1]] + [np.rot90(calibration[..., ::-1], k, axes=(2, 3)) for k in (1, 2, 3)]
+    return np.ascontiguousarray(np.concatenate(turns + mirrors))
 
 
-def keeps_decisions(logits: np.ndarray, ref_logits: np.ndarray, *, target: float = TARGET_AGREEMENT,
-                    error_factor: float = 3.0) -> bool:
-    """Would the artifact keep fp32's decisions with ``error_factor`` times its measured error?
+def keeps_decisions(logits: np.ndarray, ref_logits: np.ndarray, *, error_factor: float = 2.0) -> bool:
+    """Does the artifact keep every fp32 decision on the selection images with twice its error?
 
-    Decisions flip where fp32's top two scores are closer than the error, so the flip rate grows
-    about in proportion to the error: tripling it makes a few hundred images tell a model that
-    flips 0.1 % (kept 3 times in 4 on 300 images) from one that flips 0.9 % (kept 3 times in 1000).
+    Decisions flip where fp32's top two scores (or P(referable) and its threshold) are closer than
+    the error. Asking for no flip at all, with the error doubled, on the ~700 selection images keeps
+    int8 activations only for models whose flip rate is well under the 0.5 % the parity target
+    allows (a model that flips 0.4 % is kept 1 time in 250, one that flips 0.05 % half the time);
+    measured: a 224 px central-dp model flipped 1 of 300 mirrored photos and 4 of 1000 parity photos.
 
     Args:
         logits: the artifact's logits on the selection images. ref_logits: fp32's.
-        target: the top-1 and referable agreement (top-1 grade >= 2) asked for.
         error_factor: how much the error is scaled before the check.
 
     Returns:
-        True when both agreements reach ``target``.
+        True when neither the top-1 grade nor the referable decision (top-1 grade >= 2) flips.
     """
     stressed = ref_logits + error_factor * (logits - ref_logits)
-    return min(agreement(stressed, ref_logits)) >= target
+    return min(agreement(stressed, ref_logits)) == 1.0
 
 
 def compare(name: str, logits: np.ndarray, features: np.ndarray, reference: tuple[np.ndarray, np.ndarray],

@@ -6,7 +6,7 @@ litert-torch defaults to clipped the largest activations and flipped more decisi
 (5 x 512) stays float, so ``logits`` and ``features`` are float32 outputs: an int8 ``logits``
 tensor had a step of up to 0.08 and saturated on wide-logit models. When that model does not keep
 the fp32 decisions on the selection photos (``parity.keeps_decisions``: the calibration photos
-mirrored), it is rebuilt with float activations and int8 weights (DEQUANTIZE + float CONV_2D):
+turned and mirrored), it is rebuilt with float activations and int8 weights (DEQUANTIZE + float CONV_2D):
 as faithful as Core ML's weight-only int8, slower (see the README's export table).
 
 A static int8 model has an int8 input: a caller quantizes the preprocessed image with the input's
@@ -174,7 +174,7 @@ def build_int8(module: torch.nn.Module, image_size: int, path: Path, calibration
 
 
 def export_int8(module: torch.nn.Module, image_size: int, path: Path, calibration: np.ndarray, *,
-                activations: str = "auto", target: float = parity.TARGET_AGREEMENT) -> Path:
+                activations: str = "auto") -> Path:
     """Write the int8 ``.tflite`` a device gets: int8 activations when they keep fp32's decisions.
 
     Args:
@@ -183,8 +183,7 @@ def export_int8(module: torch.nn.Module, image_size: int, path: Path, calibratio
         path: the ``.tflite`` to write.
         calibration: float32 (N, 3, S, S) preprocessed images (not the parity images).
         activations: ``"int8"``, ``"float"``, or ``"auto"``: int8, unless ``parity.keeps_decisions``
-            fails on the selection images (the calibration images mirrored), then float.
-        target: the agreement ``"auto"`` asks for.
+            fails on the selection images (the calibration images turned and mirrored), then float.
 
     Returns:
         ``path``.
@@ -199,7 +198,7 @@ def export_int8(module: torch.nn.Module, image_size: int, path: Path, calibratio
         selection = parity.selection_images(calibration)
         reference = parity.torch_outputs(module, selection)[0]
         logits = parity.runner_outputs(TFLiteRunner(path), selection)[0]
-        if not parity.keeps_decisions(logits, reference, target=target):
+        if not parity.keeps_decisions(logits, reference):
             build_int8(module, image_size, path, calibration, activations=False)
     return path
 
