@@ -81,8 +81,9 @@ def tflite_activations(path: Path, images: np.ndarray) -> list[dict]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "preserve_all_tensors is for debugging": it is
+        builtin = litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES  # XNNPACK keeps no intermediates
         interp = litert.Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
-                                    experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+                                    experimental_op_resolver_type=builtin)
     interp.allocate_tensors()
     details = {t["index"]: t for t in interp.get_tensor_details()}
     ops = [op for op in interp._get_ops_details() if op["op_name"] != "DELEGATE"]

@@ -176,5 +176,6 @@ def test_onnx_artifacts_are_single_files(bundle):
         assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
     ops = {n.op_type for n in onnx.load(str(bundle / "model_int8.onnx")).graph.node}
     assert "DequantizeLinear" in ops  # QDQ format: int8 weights, and activations when chosen
-    row = next(r for r in json.loads((bundle / "report.json").read_text())["artifacts"] if r["artifact"] == "model_int8.onnx")
+    rows = json.loads((bundle / "report.json").read_text())["artifacts"]
+    row = next(r for r in rows if r["artifact"] == "model_int8.onnx")
     assert ("QuantizeLinear" in ops) == (row["activations"] == "int8")

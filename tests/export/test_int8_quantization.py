@@ -23,7 +23,8 @@ def test_gptq_weights_lie_on_the_grid_and_beat_rounding_to_nearest(per_tensor):
     g = torch.Generator().manual_seed(0)
     conv = torch.nn.Conv2d(24, 32, 3, padding=1)
     with torch.no_grad():
-        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * torch.linspace(0.2, 1.0, 32)[:, None, None, None])
+        spread = torch.linspace(0.2, 1.0, 32)[:, None, None, None]  # channels of different ranges
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * spread)
     calibration = _correlated_inputs(64, 24, 8, seed=1)
     held_out = _correlated_inputs(64, 24, 8, seed=2)
     net = torch.nn.Sequential(conv).eval()
