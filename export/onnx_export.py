@@ -59,21 +59,43 @@ class _Reader:
         return None if item is None else {INPUT_NAME: item[None].astype(np.float32)}
 
 
-def _torch_view(model, path: Path) -> torch.nn.Module:
-    """The export view rebuilt from an fp32 ONNX file's weights (named after the torch parameters)."""
+def _constant(model, name: str) -> np.ndarray:
+    """An initializer's (or a Constant node's) value; the exporter shares identical constants."""
     from onnx import numpy_helper
 
+    for init in model.graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return numpy_helper.to_array(node.attribute[0].t)
+    raise KeyError(name)
+
+
+def _torch_view(model, path: Path) -> torch.nn.Module:
+    """The export view rebuilt from an fp32 ONNX file's Conv weights, matched to its convs in order.
+
+    Matched by position, not name: the exporter shares identical constants (a fresh model's
+    all-zero biases become one tensor), so names do not always follow the torch parameters.
+    """
     from trainer.model import LogitsAndFeatures, build_model
 
-    state = {init.name.removeprefix("model."): torch.from_numpy(numpy_helper.to_array(init).copy())
-             for init in model.graph.initializer if init.name.startswith("model.")}
-    head = state.get("classifier.1.weight")
+    nodes = [node for node in model.graph.node if node.op_type == "Conv"]
     try:
-        net = build_model(num_classes=int(head.shape[0]) if head is not None else 5, dropout=0.0)
-        net.load_state_dict(state)
-    except (RuntimeError, ValueError) as exc:
+        weights = [_constant(model, node.input[1]) for node in nodes]
+        biases = [_constant(model, node.input[2]) if len(node.input) > 2 and node.input[2] else None
+                  for node in nodes]
+        view = LogitsAndFeatures(build_model(num_classes=int(weights[-1].shape[0]), dropout=0.0)).eval()
+        layers = list(weight_rounding.convs(view).values())
+        if len(layers) != len(nodes) or any(c.weight.shape != w.shape for c, w in zip(layers, weights)):
+            raise ValueError(f"{len(nodes)} Conv nodes for {len(layers)} convs, or other shapes")
+        with torch.no_grad():
+            for conv, weight, bias in zip(layers, weights, biases):
+                conv.weight.copy_(torch.from_numpy(weight.copy()))
+                conv.bias.copy_(torch.from_numpy(bias.copy()) if bias is not None else torch.zeros_like(conv.bias))
+    except (KeyError, IndexError, ValueError) as exc:
         raise ExportError(f"{path}: weights do not match the SqueezeNet export view ({exc})") from exc
-    return LogitsAndFeatures(net).eval()
+    return view
 
 
 def _rounded_fp32(fp32_path: Path, calibration: np.ndarray, work: Path) -> Path:
@@ -83,10 +105,15 @@ def _rounded_fp32(fp32_path: Path, calibration: np.ndarray, work: Path) -> Path:
 
     model = onnx.load(str(fp32_path))
     rounded = weight_rounding.rounded_copy(_torch_view(model, fp32_path), calibration, skip={HEAD})
-    weights = {f"{name}.weight": conv.weight.detach().numpy() for name, conv in weight_rounding.convs(rounded).items()}
+    nodes = [node for node in model.graph.node if node.op_type == "Conv"]
+    uses: dict[str, int] = {}
+    for node in nodes:
+        uses[node.input[1]] = uses.get(node.input[1], 0) + 1
+    new = {node.input[1]: conv.weight.detach().numpy()
+           for node, conv in zip(nodes, weight_rounding.convs(rounded).values()) if uses[node.input[1]] == 1}
     for init in model.graph.initializer:
-        if init.name in weights:
-            init.CopyFrom(numpy_helper.from_array(weights[init.name].astype(np.float32), init.name))
+        if init.name in new:  # a weight two convs share (identical values) keeps its fp32 values
+            init.CopyFrom(numpy_helper.from_array(new[init.name].astype(np.float32), init.name))
     path = work / "rounded.onnx"
     onnx.save(model, str(path))
     return path
