@@ -24,7 +24,6 @@ import torch.nn.functional as F
 QMAX = 127          # symmetric int8 weights use [-127, 127] in all three converters
 DAMPING = 0.01      # share of mean(diag H) added to H's diagonal (GPTQ's default)
 MAX_COLUMNS = 1024  # input positions sampled per image and layer for H (early layers have ~12 k)
-MIN_COLUMNS_PER_INPUT = 0.25  # fewer samples than d/4 for a d x d H: round to nearest instead
 
 
 def convs(module: torch.nn.Module) -> dict[str, torch.nn.Conv2d]:
@@ -33,9 +32,8 @@ def convs(module: torch.nn.Module) -> dict[str, torch.nn.Conv2d]:
 
 
 def _second_moments(module: torch.nn.Module, layers: dict[str, torch.nn.Conv2d], images: np.ndarray,
-                    *, batch: int = 16) -> dict[str, tuple[torch.Tensor, int]]:
-    """``E[x x^T]`` of each layer's unfolded input patches over the images (float64, d x d), and
-    how many patches it averages."""
+                    *, batch: int = 16) -> dict[str, torch.Tensor]:
+    """``E[x x^T]`` of each layer's unfolded input patches over the images (float64, d x d)."""
     sums: dict[str, torch.Tensor] = {}
     counts = dict.fromkeys(layers, 0)
 
@@ -60,15 +58,7 @@ def _second_moments(module: torch.nn.Module, layers: dict[str, torch.nn.Conv2d],
     finally:
         for h in hooks:
             h.remove()
-    return {name: (sums[name] / counts[name], counts[name]) for name in layers}
-
-
-def round_to_nearest(weight: torch.Tensor, *, per_tensor: bool = False) -> torch.Tensor:
-    """Each weight to the nearest step of the symmetric int8 grid (what the converters do)."""
-    w = weight.detach().reshape(len(weight), -1)
-    peak = w.abs().max().expand(len(w)) if per_tensor else w.abs().amax(1)
-    scale = (peak.clamp_min(1e-12) / QMAX)[:, None]
-    return (torch.clamp(torch.round(w / scale), -QMAX, QMAX) * scale).reshape(weight.shape)
+    return {name: sums[name] / counts[name] for name in layers}
 
 
 def gptq_round(weight: torch.Tensor, hessian: torch.Tensor, *, per_tensor: bool = False) -> torch.Tensor:
@@ -116,7 +106,7 @@ def gptq_round(weight: torch.Tensor, hessian: torch.Tensor, *, per_tensor: bool 
 _cache: dict = {}  # the last (weights, images) -> second moments: one export rounds 3-4 times
 
 
-def _moments_for(module: torch.nn.Module, images: np.ndarray) -> list[tuple[torch.Tensor, int]]:
+def _moments_for(module: torch.nn.Module, images: np.ndarray) -> list[torch.Tensor]:
     """Second moments of every conv's input, in ``convs`` order; computed once per weights and images.
 
     ONNX, TFLite and Core ML each round the same weights on the same calibration images (through
@@ -142,9 +132,8 @@ def rounded_copy(module: torch.nn.Module, images: np.ndarray, *, per_tensor: set
 
     Args:
         module: the fp32 model or export view (not modified).
-        images: float32 (N, 3, S, S) calibration images (not the parity images). A layer whose
-            inputs give fewer than d/4 patches for its d x d second moment (a handful of small
-            photos) is rounded to nearest instead.
+        images: float32 (N, 3, S, S) calibration images (not the parity images). Few images
+            leave H rank-deficient; the damping keeps GPTQ stable (measured down to 8 photos).
         per_tensor: names of convs to round on one scale per tensor (the rest: per channel).
         skip: names of convs left in float (e.g. a head the artifact keeps in float32).
 
@@ -154,14 +143,11 @@ def rounded_copy(module: torch.nn.Module, images: np.ndarray, *, per_tensor: set
     rounded = copy.deepcopy(module).eval()
     moments = _moments_for(rounded, images)  # all from fp32 activations, one pass
     with torch.no_grad():
-        for (name, conv), (moment, count) in zip(convs(rounded).items(), moments):
+        for (name, conv), moment in zip(convs(rounded).items(), moments):
             if name in skip:
                 continue
             matrix = conv.weight.reshape(conv.weight.shape[0], -1)
-            if count < MIN_COLUMNS_PER_INPUT * matrix.shape[1]:  # too few photos to trust H here
-                new = round_to_nearest(matrix, per_tensor=name in per_tensor)
-            else:
-                new = gptq_round(matrix, moment, per_tensor=name in per_tensor)
+            new = gptq_round(matrix, moment, per_tensor=name in per_tensor)
             conv.weight.copy_(new.reshape(conv.weight.shape))
     return rounded
 
