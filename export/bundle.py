@@ -18,7 +18,7 @@ import torch
 
 from edge_client.preprocess import PreprocessConfig
 from edge_client.privacy_figures import guarantee_text
-from export import ExportError, calibration, clinical, manifest, parity, signing
+from export import ExportError, calibration, chatter, clinical, manifest, parity, signing
 from trainer.checkpoint import CheckpointError, load_checkpoint
 from trainer.model import LogitsAndFeatures
 
@@ -101,7 +101,8 @@ def _build_artifacts(fmt: str, module, size: int, build: Path, calib: np.ndarray
         fp32 = onnx_export.export_fp32(module, size, build / "model_fp32.onnx")
         int8 = onnx_export.quantize_int8(fp32, build / "model_int8.onnx", calib, method=opts.calibration_method)
         return [{"path": p, "fmt": "onnx", "runtime": "onnxruntime", "precision": prec,
-                 "runner": onnx_export.OnnxRunner(p), "tensors": onnx_export.tensor_specs(p)}
+                 "runner": onnx_export.OnnxRunner(p), "tensors": onnx_export.tensor_specs(p),
+                 "extra": {"activations": "int8" if prec == "int8" and onnx_export.int8_activations(p) else "float32"}}
                 for p, prec in ((fp32, "fp32"), (int8, "int8"))]
     if fmt in ("tflite", "tflite-fp32"):
         from export import tflite_export
@@ -112,7 +113,8 @@ def _build_artifacts(fmt: str, module, size: int, build: Path, calib: np.ndarray
             path, precision = tflite_export.export_fp32(module, size, build / "model_fp32.tflite"), "fp32"
         runner = tflite_export.TFLiteRunner(path)
         return [{"path": path, "fmt": "tflite", "runtime": "litert", "precision": precision,
-                 "runner": runner, "tensors": runner.tensor_specs()}]
+                 "runner": runner, "tensors": runner.tensor_specs(),
+                 "extra": {"activations": "int8" if runner.int8_activations else "float32"}}]
     from export import coreml_export, mil_numpy
 
     privacy = manifest.privacy_block(ckpt, allow_seeded=opts.allow_seeded)
@@ -124,13 +126,14 @@ def _build_artifacts(fmt: str, module, size: int, build: Path, calib: np.ndarray
             "privacy_model": privacy["privacy_model"], "training_mode": ckpt["mode"],
             "preprocess": json.dumps(ckpt["preprocess"])}
     package = coreml_export.export_mlpackage(module, size, build / "model_int8.mlpackage", metadata=meta,
-                                        class_names=list(ckpt["class_names"]))
+                                             class_names=list(ckpt["class_names"]), calibration=calib)
     zipped = coreml_export.zip_package(package, build / "model_int8.mlpackage.zip")
     info = coreml_export.describe(package)
-    return [{"path": zipped, "fmt": "mlpackage", "runtime": "coreml", "precision": "int8", "weights_only": True,
+    return [{"path": zipped, "fmt": "mlpackage", "runtime": "coreml", "precision": "int8",
              "runner": mil_numpy.CoreMLRunner(package), "size": info["size"], "latency": False,
              "tensors": {"inputs": [{**t, "layout": "NCHW"} for t in info["inputs"]], "outputs": info["outputs"]},
-             "extra": {"verified_by": "numpy evaluation of the stored ML program (no Core ML runtime on Linux)",
+             "extra": {"activations": "float32",
+                       "verified_by": "numpy evaluation of the stored ML program (no Core ML runtime on Linux)",
                        "spec_type": info["spec_type"], "ops": info["ops"], "metadata": info["metadata"]}}]
 
 
@@ -192,12 +195,11 @@ def export_all(opts: ExportOptions, *, log=print) -> Path:
                                                  runs=opts.latency_runs)}
     build = _make_build_dir(opts.out)
     try:
-        entries, rows, failures, outputs = [], [], [], {}
+        entries, rows, outputs = [], [], {}
         for fmt in opts.formats:
-            log(f"exporting {fmt} ...")
             for art in _build_artifacts(fmt, module, cfg.image_size, build, calib, opts, ckpt):
                 logits, features = parity.runner_outputs(art["runner"], test_x)
-                outputs[art["path"].name] = (logits, features)  # for export.clinical's per-artifact check
+                outputs[art["path"].name] = (logits, features)
                 row = parity.compare(art["path"].name, logits, features, reference, test_y, head)
                 row.update(runtime=art["runtime"], precision=art["precision"],
                            size=art.get("size", art["path"].stat().st_size), **art.get("extra", {}))
@@ -206,20 +208,27 @@ def export_all(opts: ExportOptions, *, log=print) -> Path:
                 rows.append(row)
                 entry = manifest.artifact_entry(art["path"], fmt=art["fmt"], runtime=art["runtime"],
                                                 precision=art["precision"], tensors=art["tensors"])
-                if art.get("weights_only"):  # Core ML: int8 weights, float32 activations
-                    entry["quantization"] = "int8 weights (per channel), float32 activations"
+                if art["precision"] == "int8":  # what a device runs: int8 or float activations
+                    entry["quantization"] = f"int8 weights, {row['activations']} activations"
                 entries.append(entry)
-                log(f"  {row['artifact']}: {row['size'] / 1e6:.3f} MB, agreement {row['top1_agreement']:.4f}, "
-                    f"max |dlogit| {row['max_abs_dlogit']:.4f}")
-                if row["top1_agreement"] < opts.min_agreement:
-                    failures.append(f"{row['artifact']} ({row['top1_agreement']:.4f})")
-        if failures and not opts.force:
-            raise ExportError(f"top-1 agreement with fp32 below {opts.min_agreement:.2%} for {', '.join(failures)}; "
-                              "nothing written (pass --force to export anyway)")
         referral, calib, ood, clinical_report = clinical.clinical_blocks(
             module, cfg, opts.clinical_opts, referral, out=build, artifact_outputs=outputs, parity_labels=test_y,
             parity_public=opts.test_dir is None, log=log,
             public_images={} if opts.calibration_dir else {"the int8 calibration photos": calib})
+        # Agreement is checked on the decision the device will act on: the manifest's threshold on
+        # calibrated P(referable), known only now.
+        rule = parity.referral_rule(referral, calib)
+        failures = []
+        for row in rows:
+            row["top1_agreement"], row["referable_agreement"] = parity.agreement(
+                outputs[row["artifact"]][0], reference[0], **rule)
+            log(parity.summary_line(row))  # the terminal's one line per artifact
+            if min(row["top1_agreement"], row["referable_agreement"]) < opts.min_agreement:
+                failures.append(f"{row['artifact']} (top-1 {row['top1_agreement']:.4f}, "
+                                f"referable {row['referable_agreement']:.4f})")
+        if failures and not opts.force:
+            raise ExportError(f"agreement with fp32 below {opts.min_agreement:.2%} for {', '.join(failures)}; "
+                              "nothing written (pass --force to export anyway)")
         manifest_dict = manifest.build_manifest(ckpt, model_version=opts.model_version, artifacts=entries,
                                                 quality=quality, referral=referral, calibration=calib, ood=ood,
                                                 allow_seeded=opts.allow_seeded)
@@ -231,6 +240,7 @@ def export_all(opts: ExportOptions, *, log=print) -> Path:
                   "input_size": cfg.image_size, "test_images": test_src, "calibration": calib_src,
                   "machine": parity.machine_name(), "latency_runs": opts.latency_runs,
                   "min_agreement": opts.min_agreement, "forced": bool(failures),
+                  "referable_rule": parity.describe_rule(rule), "log": chatter.LOG_NAME,
                   "torch": torch_row, "artifacts": rows, "notes": notes}
         report["clinical"] = clinical_report
         notes.append("Referral threshold, calibration (ECE, reliability diagrams) and out-of-distribution "

@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                                                     "(default: synthetic photos, another seed)")
     run.add_argument("--test-images", type=int, default=200, help="number of parity images (default 200)")
     run.add_argument("--min-agreement", type=float, default=0.98,
-                     help="refuse when an artifact's top-1 agreement with fp32 torch is below this (default 0.98)")
+                     help="refuse when an artifact's top-1 or referable-decision agreement with fp32 torch "
+                          "is below this (default 0.98)")
     run.add_argument("--force", action="store_true", help="export even below --min-agreement")
     run.add_argument("--allow-seeded", action="store_true",
                      help="export a checkpoint trained with a test-only noise seed, marked 'no DP guarantee: "

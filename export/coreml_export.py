@@ -2,41 +2,57 @@
 
 Core ML predicts only on macOS. On Linux the package is checked by reloading its spec and by
 evaluating the stored ML program op by op with numpy (``export.mil_numpy``).
+
+The weights are GPTQ-rounded first (``export.weight_rounding``, the head included: Core ML keeps
+float activations but stores every weight in int8), so coremltools' own per-channel symmetric
+quantization stores exactly those values. The program is then compacted: short op and variable
+names and one copy of each repeated constant (every conv carried its own strides, pads and
+dilations), 49.7 -> about 12 KB of the 0.80 MB package.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
-import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from export import chatter, weight_rounding
+
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "features")
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamp: the same package always zips to the same bytes
 
 
-@contextlib.contextmanager
-def _quiet():
-    """coremltools warns about the untested torch version and prints progress bars."""
-    level = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)
+def _compact(mlmodel):
+    """Short op/variable names and deduplicated constants: same program, a smaller spec."""
+    from coremltools.converters.mil.mil.passes.graph_pass import AbstractGraphPass
+    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
+    from coremltools.models.utils import _apply_graph_pass
+
+    class ShortNames(AbstractGraphPass):
+        def apply(self, prog):
+            for function in prog.functions.values():
+                keep = {v.name for v in function.inputs.values()} | {v.name for v in function.outputs}
+                for i, op in enumerate(function.operations):
+                    op.name = f"o{i}"
+                    for j, var in enumerate(op.outputs):
+                        if var.name not in keep:
+                            var.set_name(f"v{i}" if len(op.outputs) == 1 else f"v{i}_{j}")
+
+    dedup = PASS_REGISTRY["common::const_deduplication"]
+    previous = dedup.const_threshold  # a class-wide setting in coremltools: put it back after
+    dedup.const_threshold = 0  # small consts too (each conv's strides, pads, dilations)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
+        return _apply_graph_pass(mlmodel, [dedup, ShortNames()], skip_model_load=True)
     finally:
-        logging.getLogger().setLevel(level)
+        dedup.const_threshold = previous
 
 
 def export_mlpackage(module: torch.nn.Module, image_size: int, path: Path, *, metadata: dict,
-                     class_names: list[str], int8: bool = True) -> Path:
+                     class_names: list[str], int8: bool = True, calibration: np.ndarray | None = None,
+                     compact: bool = True) -> Path:
     """Convert to an ML Program, with int8 (per-channel, symmetric) weights, and save ``path``.
 
     Args:
@@ -47,14 +63,19 @@ def export_mlpackage(module: torch.nn.Module, image_size: int, path: Path, *, me
             fields (epsilon, delta, ...), stored as the model's metadata.
         class_names: the grade names, stored as ``class_labels`` metadata (the outputs are raw
             logits and features, so a Core ML classifier head would hide the features output).
+        int8: store int8 weights (False: float32, for checking the numpy evaluator).
+        calibration: float32 (N, 3, S, S) images for GPTQ rounding; None rounds to nearest.
+        compact: short names and deduplicated constants in the program (a lever the benchmark measures).
 
     Returns:
         ``path``.
     """
-    with _quiet():
+    with chatter.to_log(chatter.log_path_for(path), f"{path.name}: coremltools"):
         import coremltools as ct
         import coremltools.optimize.coreml as cto
 
+        if int8 and calibration is not None:
+            module = weight_rounding.rounded_copy(module, calibration)
         sample = torch.zeros(1, 3, image_size, image_size)
         traced = torch.jit.trace(module, sample)
         mlmodel = ct.convert(traced, inputs=[ct.TensorType(name=INPUT_NAME, shape=sample.shape, dtype=np.float32)],
@@ -65,6 +86,8 @@ def export_mlpackage(module: torch.nn.Module, image_size: int, path: Path, *, me
             config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
                 mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0))
             mlmodel = cto.linear_quantize_weights(mlmodel, config=config)
+        if compact:
+            mlmodel = _compact(mlmodel)
     mlmodel.author = str(metadata.get("author", ""))
     mlmodel.license = str(metadata.get("license", ""))
     mlmodel.short_description = str(metadata.get("description", ""))
@@ -75,7 +98,7 @@ def export_mlpackage(module: torch.nn.Module, image_size: int, path: Path, *, me
     mlmodel.input_description[INPUT_NAME] = "preprocessed fundus photo, NCHW float32, normalised"
     mlmodel.output_description["logits"] = f"unnormalised scores for {', '.join(class_names)}"
     mlmodel.output_description["features"] = "pooled 512-vector the head reads"
-    with _quiet():
+    with chatter.to_log(chatter.log_path_for(path)):
         mlmodel.save(str(path))
     return path
 
@@ -107,7 +130,7 @@ def describe(package: Path) -> dict:
         dict with ``spec_type``, ``inputs``/``outputs`` (name, dtype, shape), ``ops`` (count per
         op type), ``metadata`` and ``size``.
     """
-    with _quiet():
+    with chatter.to_log(None):
         import coremltools as ct
 
         spec = ct.utils.load_spec(str(package))

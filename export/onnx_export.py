@@ -1,23 +1,27 @@
-"""ONNX: fp32 through torch's dynamo exporter, int8 through ONNX Runtime static quantization.
+"""ONNX: fp32 through torch's dynamo exporter; int8 through ONNX Runtime (QDQ) or int8 weights alone.
 
 Both are single files (a device wants one file; the dynamo exporter writes an external
-``.onnx.data`` unless told otherwise). int8 is QDQ with per-channel weights: the QOperator and
-dynamic formats were about 10x slower here (docs/DESIGN.md).
+``.onnx.data`` unless told otherwise). ``quantize_int8`` first rounds the conv weights with GPTQ
+(``export.weight_rounding``), then builds static QDQ int8 (per-channel int8 weights, uint8
+activations calibrated by min/max; the QOperator and dynamic formats were about 10x slower here,
+docs/DESIGN.md). When that model does not keep the fp32 decisions on the selection photos
+(``parity.keeps_decisions``), it writes int8 weights with float activations instead
+(DequantizeLinear on each weight). Either way the head stays float and the file is compacted:
+no per-node metadata (48 KB), short tensor names (30 KB), one copy of each all-zero zero point.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from export import ExportError
+from export import ExportError, chatter, parity, weight_rounding
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "features")
+HEAD = "model.classifier.1"  # the head's name in the ``LogitsAndFeatures`` view
 
 
 def export_fp32(module: torch.nn.Module, image_size: int, path: Path) -> Path:
@@ -35,8 +39,7 @@ def export_fp32(module: torch.nn.Module, image_size: int, path: Path) -> Path:
         ExportError: the exporter left weights in a separate file.
     """
     sample = torch.zeros(1, 3, image_size, image_size)
-    # The exporter prints progress lines to stdout; keep the CLI's output readable.
-    with contextlib.redirect_stdout(io.StringIO()):
+    with chatter.to_log(chatter.log_path_for(path), f"{path.name}: torch.onnx (dynamo)"):
         torch.onnx.export(module, (sample,), str(path), input_names=[INPUT_NAME],
                           output_names=list(OUTPUT_NAMES), dynamo=True, external_data=False)
     leftovers = [p.name for p in path.parent.glob(path.name + ".data")]
@@ -56,35 +59,204 @@ class _Reader:
         return None if item is None else {INPUT_NAME: item[None].astype(np.float32)}
 
 
-def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, *,
-                  per_channel: bool = True, method: str = "minmax") -> Path:
-    """Static int8 quantization (QDQ, int8 weights, uint8 activations) calibrated on images.
+def _constant(model, name: str) -> np.ndarray:
+    """An initializer's (or a Constant node's) value; the exporter shares identical constants."""
+    from onnx import numpy_helper
 
-    Args:
-        fp32_path: the fp32 model from ``export_fp32``.
-        out_path: the int8 ``.onnx`` to write.
-        calibration: float32 (N, 3, S, S) preprocessed images (not the test set).
-        per_channel: one weight scale per output channel (more accurate, same speed here).
-        method: ``minmax``, ``entropy`` or ``percentile`` activation calibration.
+    for init in model.graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return numpy_helper.to_array(node.attribute[0].t)
+    raise KeyError(name)
 
-    Returns:
-        ``out_path``.
+
+def _torch_view(model, path: Path) -> torch.nn.Module:
+    """The export view rebuilt from an fp32 ONNX file's Conv weights, matched to its convs in order.
+
+    Matched by position, not name: the exporter shares identical constants (a fresh model's
+    all-zero biases become one tensor), so names do not always follow the torch parameters.
     """
+    from trainer.model import LogitsAndFeatures, build_model
+
+    nodes = [node for node in model.graph.node if node.op_type == "Conv"]
+    try:
+        weights = [_constant(model, node.input[1]) for node in nodes]
+        biases = [_constant(model, node.input[2]) if len(node.input) > 2 and node.input[2] else None
+                  for node in nodes]
+        view = LogitsAndFeatures(build_model(num_classes=int(weights[-1].shape[0]), dropout=0.0)).eval()
+        layers = list(weight_rounding.convs(view).values())
+        if len(layers) != len(nodes) or any(c.weight.shape != w.shape for c, w in zip(layers, weights)):
+            raise ValueError(f"{len(nodes)} Conv nodes for {len(layers)} convs, or other shapes")
+        with torch.no_grad():
+            for conv, weight, bias in zip(layers, weights, biases):
+                conv.weight.copy_(torch.from_numpy(weight.copy()))
+                conv.bias.copy_(torch.from_numpy(bias.copy()) if bias is not None else torch.zeros_like(conv.bias))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ExportError(f"{path}: weights do not match the SqueezeNet export view ({exc})") from exc
+    return view
+
+
+def _rounded_fp32(fp32_path: Path, calibration: np.ndarray, work: Path) -> Path:
+    """A copy of the fp32 model whose conv weights (head aside) are GPTQ-rounded onto the int8 grid."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(fp32_path))
+    rounded = weight_rounding.rounded_copy(_torch_view(model, fp32_path), calibration, skip={HEAD})
+    nodes = [node for node in model.graph.node if node.op_type == "Conv"]
+    uses: dict[str, int] = {}
+    for node in nodes:
+        uses[node.input[1]] = uses.get(node.input[1], 0) + 1
+    new = {node.input[1]: conv.weight.detach().numpy()
+           for node, conv in zip(nodes, weight_rounding.convs(rounded).values()) if uses[node.input[1]] == 1}
+    for init in model.graph.initializer:
+        if init.name in new:  # a weight two convs share (identical values) keeps its fp32 values
+            init.CopyFrom(numpy_helper.from_array(new[init.name].astype(np.float32), init.name))
+    path = work / "rounded.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def _static(fp32_path: Path, out_path: Path, calibration: np.ndarray, work: Path, *, per_channel: bool,
+            method: str) -> None:
+    """ONNX Runtime static QDQ: int8 weights, uint8 activations, the head excluded (float)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
-    if method not in methods:
-        raise ExportError(f"calibration method {method!r} is not one of {sorted(methods)}")
+    prepared = work / "prepared.onnx"
+    quant_pre_process(str(fp32_path), str(prepared))  # shape inference + graph cleanup first
+    quantize_static(str(prepared), str(out_path), _Reader(calibration),
+                    quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=methods[method], nodes_to_exclude=head_nodes(prepared))
+
+
+def _weight_only(fp32_path: Path, out_path: Path) -> None:
+    """int8 weights (per channel, symmetric), float activations: DequantizeLinear -> Conv."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(fp32_path))
+    inits = {init.name: init for init in model.graph.initializer}
+    head = set(head_nodes(fp32_path))
+    nodes = []
+    for node in model.graph.node:
+        weight = node.input[1] if node.op_type == "Conv" else None
+        if weight in inits and node.name not in head:
+            w = numpy_helper.to_array(inits[weight])
+            scale = (np.abs(w).reshape(len(w), -1).max(1) / weight_rounding.QMAX).astype(np.float32)
+            scale[scale == 0] = 1.0
+            q = np.clip(np.round(w / scale[:, None, None, None]), -weight_rounding.QMAX, weight_rounding.QMAX)
+            model.graph.initializer.remove(inits[weight])
+            model.graph.initializer.extend([numpy_helper.from_array(q.astype(np.int8), weight + "_q"),
+                                            numpy_helper.from_array(scale, weight + "_scale")])
+            nodes.append(helper.make_node("DequantizeLinear", [weight + "_q", weight + "_scale"], [weight], axis=0))
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.save(model, str(out_path))
+
+
+def compact(path: Path) -> Path:
+    """Shrink an ONNX file in place without changing what it computes.
+
+    Drops per-node metadata and doc strings (the exporter's stack traces and class paths), gives
+    every tensor except the graph's inputs and outputs a short name, and keeps one copy of
+    identical zero-point initializers.
+
+    Returns:
+        ``path``.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    for node in graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    del graph.value_info[:]  # shape hints only; ONNX Runtime infers them again
+    # identical zero points (all zeros, one array per channel count) -> one initializer each
+    first: dict[tuple, str] = {}
+    alias: dict[str, str] = {}
+    kept = []
+    for init in graph.initializer:
+        array = numpy_helper.to_array(init)
+        key = (init.data_type, array.shape, array.tobytes()) if array.size and not array.any() else None
+        if key is not None and key in first:
+            alias[init.name] = first[key]
+            continue
+        if key is not None:
+            first[key] = init.name
+        kept.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output} | {""}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        name = alias.get(name, name)
+        if name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    for init in graph.initializer:
+        init.name = short(init.name)
+    for i, node in enumerate(graph.node):
+        node.name = f"n{i}"
+        node.input[:] = [short(n) for n in node.input]
+        node.output[:] = [short(n) for n in node.output]
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, *,
+                  per_channel: bool = True, method: str = "minmax", activations: str = "auto",
+                  gptq: bool = True, compact_file: bool = True) -> Path:
+    """int8 ONNX from the fp32 one: GPTQ-rounded int8 weights; uint8 or float activations.
+
+    Args:
+        fp32_path: the fp32 model from ``export_fp32``.
+        out_path: the int8 ``.onnx`` to write.
+        calibration: float32 (N, 3, S, S) preprocessed images (not the test set).
+        per_channel: one weight scale per output channel in the static model.
+        method: ``minmax``, ``entropy`` or ``percentile`` activation calibration.
+        activations: ``"int8"`` (static QDQ), ``"float"`` (int8 weights only), or ``"auto"``:
+            static unless ``parity.keeps_decisions`` fails on the selection images, then float.
+        gptq, compact_file: levers benchmarks/bench_export.py measures (both on in export).
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        ExportError: an unknown ``method`` or ``activations``, or weights that do not match.
+    """
+    if method not in ("minmax", "entropy", "percentile"):
+        raise ExportError(f"calibration method {method!r} is not one of ['entropy', 'minmax', 'percentile']")
+    if activations not in ("auto", "int8", "float"):
+        raise ExportError(f"activations must be 'auto', 'int8' or 'float', got {activations!r}")
+    log = chatter.log_path_for(out_path)
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared))  # shape inference + graph cleanup first
-        quantize_static(str(prepared), str(out_path), _Reader(calibration),
-                        quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=methods[method], nodes_to_exclude=head_nodes(prepared))
-    return out_path
+        work = Path(tmp)
+        with chatter.to_log(log, f"{out_path.name}: GPTQ weight rounding, ONNX Runtime quantization"):
+            rounded = _rounded_fp32(fp32_path, calibration, work) if gptq else fp32_path
+            if activations != "float":
+                _static(rounded, out_path, calibration, work, per_channel=per_channel, method=method)
+        if activations == "auto":
+            selection = parity.selection_images(calibration)
+            reference = parity.runner_outputs(OnnxRunner(fp32_path), selection)[0]
+            logits = parity.runner_outputs(OnnxRunner(out_path), selection)[0]
+            if not parity.keeps_decisions(logits, reference):
+                activations = "float"
+        if activations == "float":
+            with chatter.to_log(log, f"{out_path.name}: int8 weights, float activations"):
+                _weight_only(rounded, out_path)
+    return compact(out_path) if compact_file else out_path
 
 
 def head_nodes(path: Path) -> list[str]:
@@ -103,6 +275,14 @@ def head_nodes(path: Path) -> list[str]:
     # the last body conv (fire9 squeeze) also reads 512 channels: match the class count too
     return [n.name for n in model.graph.node
             if n.op_type == "Conv" and shapes.get(n.input[1]) == [classes, 512, 1, 1]]
+
+
+def int8_activations(path: Path) -> bool:
+    """True for a static QDQ model (activations quantized), False for int8 weights with float activations."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return any(node.op_type == "QuantizeLinear" for node in model.graph.node)
 
 
 class OnnxRunner:

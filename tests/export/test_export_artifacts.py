@@ -8,7 +8,7 @@ import pytest
 
 from export.mil_numpy import CoreMLRunner
 from export.onnx_export import OnnxRunner
-from export.parity import runner_outputs
+from export.parity import TARGET_AGREEMENT, agreement, runner_outputs
 from export.tflite_export import TFLiteRunner
 
 
@@ -49,58 +49,76 @@ def test_the_test_model_is_not_trivial(torch_reference):
 
 
 @pytest.mark.parametrize("name", INT8)
-def test_int8_artifacts_agree_with_torch(outputs, torch_reference, fixture_min_agreement, name):
+def test_int8_artifacts_keep_the_fp32_decisions(outputs, torch_reference, name):
+    """Issue 16: >= 99.5 % top-1 and referable-decision agreement on a model that stresses int8."""
     logits, _ = outputs[name]
     ref = torch_reference[0]
-    agree = logits.argmax(1) == ref.argmax(1)
-    assert agree.mean() >= fixture_min_agreement, f"{name}: top-1 agreement {agree.mean():.3f}"
-    # int8 may flip near-ties of this weak model, never a clear decision
-    top2 = np.sort(ref, axis=1)[:, -2:]
-    margin = top2[:, 1] - top2[:, 0]
-    clear = margin > np.median(margin)  # the more decisive half of the images
-    assert agree[clear].mean() >= 0.98, f"{name}: flipped {int((~agree[clear]).sum())} of {clear.sum()} clear decisions"
+    top1, referable = agreement(logits, ref)
+    assert top1 >= TARGET_AGREEMENT, f"{name}: top-1 agreement {top1:.4f}"
+    assert referable >= TARGET_AGREEMENT, f"{name}: referable-decision agreement {referable:.4f}"
     spread = ref.max() - ref.min()
-    assert np.abs(logits - ref).mean() < 0.05 * spread
+    assert np.abs(logits - ref).mean() < 0.01 * spread
 
 
-def test_core_ml_weight_only_int8_is_closest(outputs, torch_reference):
-    """Core ML keeps float activations, so its error is below the fully quantized models'."""
-    errors = {n: np.abs(outputs[n][0] - torch_reference[0]).mean() for n in INT8}
-    assert errors["model_int8.mlpackage"] < min(errors["model_int8.onnx"], errors["model_int8.tflite"])
+def test_the_test_model_stresses_int8(torch_reference):
+    """The shared model is the hard case: wide logits and many near-tied decisions."""
+    ref = torch_reference[0]
+    assert ref.max() - ref.min() > 50  # wide logit range (the head is scaled, see conftest)
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    margins = (top2[:, 1] - top2[:, 0]) / (ref.max(1) - ref.min(1))
+    assert (margins < 0.01).mean() >= 0.02  # >= 4 of 200 decisions within 1 % of the logit range
+
+
+@pytest.mark.parametrize("name", INT8)
+def test_int8_artifacts_fit_the_size_budget(bundle, name):
+    from export.coreml_export import package_size
+
+    path = bundle / name
+    size = package_size(path) if path.is_dir() else path.stat().st_size
+    assert size <= 800_000, f"{name}: {size} bytes"
 
 
 @pytest.mark.parametrize("name", list(RUNNERS))
-def test_features_reproduce_logits_through_the_head(outputs, torch_reference, bundle, name):
+def test_features_reproduce_logits_through_the_head(outputs, torch_reference, name):
+    """Both outputs are float32 everywhere; the head is float except in Core ML (int8 weights)."""
     logits, features = outputs[name]
     weight, bias = torch_reference[2]
-    through_head = features @ weight.T + bias
-    error = np.abs(through_head - logits)
-    if name == "model_int8.tflite":  # both outputs are int8: a step of each, through the int8 head
-        entry = next(a for a in json.loads((bundle / "manifest.json").read_text())["artifacts"]
-                     if a["name"] == name)
-        q = {o["name"]: (o["scale"], o["zero_point"]) for o in entry["outputs"]}
-        (s_l, z_l), (s_f, _) = q["logits"], q["features"]
-        # a logit outside the calibrated range saturates at the int8 limits: not a head mismatch
-        saturated = (logits >= s_l * (127 - z_l) - 1e-4) | (logits <= s_l * (-128 - z_l) + 1e-4)
-        assert saturated.mean() < 0.01
-        tolerance = s_l + s_f * np.abs(weight).sum(1).max() / 4
-        assert error[~saturated].max() <= tolerance
-    else:  # fp32 artifacts, and int8 ones whose head runs in float (ONNX) or has int8 weights (Core ML)
-        tolerance = 1e-3 if name in FP32 or name == "model_int8.onnx" else 0.02 * np.abs(logits).max()
-        assert error.max() <= tolerance
+    error = np.abs(features @ weight.T + bias - logits)
+    tolerance = 0.01 * np.abs(logits).max() if name == "model_int8.mlpackage" else 1e-3 * max(1.0, np.abs(logits).max())
+    assert error.max() <= tolerance
 
 
-def test_tflite_int8_has_int8_io_described_in_the_manifest(bundle):
-    runner = TFLiteRunner(bundle / "model_int8.tflite")
+def test_tflite_tensors_are_described_in_the_manifest(bundle):
+    """Whatever activations were chosen, the manifest says how to feed the model and read it."""
     entry = next(a for a in json.loads((bundle / "manifest.json").read_text())["artifacts"]
                  if a["name"] == "model_int8.tflite")
-    assert runner.input["dtype"] == np.int8
+    runner = TFLiteRunner(bundle / "model_int8.tflite")
     tensor_in = entry["inputs"][0]
-    assert tensor_in["dtype"] == "int8" and tensor_in["layout"] == "NCHW" and tensor_in["shape"] == [1, 3, 48, 48]
-    assert (tensor_in["scale"], tensor_in["zero_point"]) == pytest.approx(runner.input["quantization"])
-    for out in entry["outputs"]:
-        assert out["dtype"] == "int8"
-        assert (out["scale"], out["zero_point"]) == pytest.approx(runner.outputs[out["name"]]["quantization"])
+    assert tensor_in["layout"] == "NCHW" and tensor_in["shape"] == [1, 3, 48, 48]
+    assert tensor_in["dtype"] == np.dtype(runner.input["dtype"]).name
+    if runner.int8_activations:
+        assert tensor_in["dtype"] == "int8"
+        assert (tensor_in["scale"], tensor_in["zero_point"]) == pytest.approx(runner.input["quantization"])
+    else:
+        assert tensor_in["dtype"] == "float32" and "scale" not in tensor_in
+    assert entry["quantization"] == f"int8 weights, {'int8' if runner.int8_activations else 'float32'} activations"
+    for out in entry["outputs"]:  # the head is float: logits and features come out as float32
+        assert out["dtype"] == "float32" and "scale" not in out
+
+
+def test_the_activation_choice_follows_the_selection_rule(bundle, trained_checkpoint, calibration_images, tmp_path):
+    """int8 activations are kept only when they keep fp32's decisions on the selection photos
+    with three times their error; this model is rebuilt with float activations where they do not."""
+    from export import onnx_export
+    from export.parity import keeps_decisions, runner_outputs, selection_images
+
+    static = onnx_export.quantize_int8(bundle / "model_fp32.onnx", tmp_path / "static.onnx", calibration_images,
+                                       activations="int8")
+    assert onnx_export.int8_activations(static) and static.stat().st_size <= 800_000
+    selection = selection_images(calibration_images)
+    reference = runner_outputs(OnnxRunner(bundle / "model_fp32.onnx"), selection)[0]
+    kept = keeps_decisions(runner_outputs(OnnxRunner(static), selection)[0], reference)
+    assert onnx_export.int8_activations(bundle / "model_int8.onnx") == kept
 
 
 def test_core_ml_spec_reloads_with_metadata_and_int8_weights(bundle):
@@ -116,7 +134,7 @@ def test_core_ml_spec_reloads_with_metadata_and_int8_weights(bundle):
         assert meta[key], key
     assert meta["version"] == "3" and float(meta["epsilon"]) == pytest.approx(7.31)
     assert json.loads(meta["class_labels"])[4] == "Proliferative DR"
-    assert info["size"] < 1_000_000
+    assert info["size"] <= 800_000
 
 
 @pytest.mark.timeout(300)
@@ -157,4 +175,7 @@ def test_onnx_artifacts_are_single_files(bundle):
         model = onnx.load(str(bundle / name), load_external_data=False)
         assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
     ops = {n.op_type for n in onnx.load(str(bundle / "model_int8.onnx")).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
+    assert "DequantizeLinear" in ops  # QDQ format: int8 weights, and activations when chosen
+    rows = json.loads((bundle / "report.json").read_text())["artifacts"]
+    row = next(r for r in rows if r["artifact"] == "model_int8.onnx")
+    assert ("QuantizeLinear" in ops) == (row["activations"] == "int8")

@@ -22,7 +22,8 @@ def manifest(bundle):
 def test_bundle_holds_every_file_and_no_leftovers(bundle):
     names = {p.name for p in bundle.iterdir()}
     assert names == ARTIFACTS | {"model_int8.mlpackage", "manifest.json", "manifest.sig", "report.json", "report.md",
-                                 "clinical.md", "clinical.json", "reliability_before.png", "reliability_after.png"}
+                                 "clinical.md", "clinical.json", "reliability_before.png", "reliability_after.png",
+                                 "export.log"}
     assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".")]  # no temporary build folder
 
 
@@ -111,10 +112,29 @@ def test_report_is_complete(bundle):
     rows = {r["artifact"]: r for r in report["artifacts"]}
     assert set(rows) == ARTIFACTS
     for name, row in rows.items():
-        for key in ("top1_agreement", "max_abs_dlogit", "accuracy", "kappa", "size", "runtime", "precision"):
+        for key in ("top1_agreement", "referable_agreement", "max_abs_dlogit", "accuracy", "kappa", "size",
+                    "runtime", "precision", "activations"):
             assert row[key] is not None, (name, key)
         assert (row["latency_ms"] is None) == (row["runtime"] == "coreml")
     assert rows["model_int8.mlpackage.zip"]["size"] == sum(
         p.stat().st_size for p in (bundle / "model_int8.mlpackage").rglob("*") if p.is_file())
     markdown = (bundle / "report.md").read_text()
     assert all(name in markdown for name in ARTIFACTS) and "macOS" in markdown
+
+
+def test_terminal_shows_one_line_per_artifact_and_the_log_the_rest(export_run):
+    """Converter chatter (C++ absl lines, progress bars, warnings) lands in DIST/export.log."""
+    dist, terminal = export_run
+    lines = terminal.splitlines()
+    report = json.loads((dist / "report.json").read_text())
+    for row in report["artifacts"]:
+        mine = [line for line in lines if line.startswith(f"{row['artifact']}: ")]
+        assert len(mine) == 1, (row["artifact"], lines)
+        assert f"{row['size'] / 1e6:.3f} MB" in mine[0] and f"top-1 agreement {row['top1_agreement']:.4f}" in mine[0]
+        assert f"referable {row['referable_agreement']:.4f}" in mine[0]
+        assert ("ms/image" in mine[0]) != (row["latency_ms"] is None)
+    assert len(lines) == len(report["artifacts"]) + 2, lines  # + "images: ..." and "wrote ..."
+    log = (dist / "export.log").read_text()
+    assert "LiteRT-Torch Convert" in log and "torch.onnx" in log and "model_int8.mlpackage" in log
+    for noise in ("I0000", "absl", "[START]", "Warning", "XNNPACK"):
+        assert noise not in terminal, noise

@@ -85,21 +85,44 @@ def test_private_key_inside_output_is_refused(tmp_path, trained_checkpoint, caps
     assert private.is_file()
 
 
+def _break_int8_onnx(monkeypatch) -> None:
+    """Make export write a deliberately broken int8 ONNX: one conv's int8 weights in reverse order."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from export import onnx_export
+
+    real = onnx_export.quantize_int8
+
+    def broken(fp32_path, out_path, *args, **kwargs):
+        path = real(fp32_path, out_path, *args, **kwargs)
+        model = onnx.load(str(path))
+        weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+        target = max(weights, key=lambda t: int(np.prod(t.dims)))
+        target.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(target)[::-1].copy(), target.name))
+        onnx.save(model, str(path))
+        return path
+
+    monkeypatch.setattr(onnx_export, "quantize_int8", broken)
+
+
 @pytest.mark.timeout(300)
-def test_low_agreement_is_refused_naming_the_artifact_then_forced(tmp_path, trained_checkpoint, keys, capsys):
+def test_a_broken_artifact_is_refused_naming_it_then_forced(tmp_path, trained_checkpoint, keys, capsys, monkeypatch):
     out = tmp_path / "dist"
     common = ["--checkpoint", trained_checkpoint, "--out", out, "--key", keys[0], "--formats", "onnx",
               "--test-images", "60", "--calibration-images", "16", "--latency-runs", "1"]
-    status, err = run_export(capsys, *common, "--min-agreement", "1.0")
-    # fp32 agrees exactly; only the int8 file can fall below 100 %
+    _break_int8_onnx(monkeypatch)
+    status, err = run_export(capsys, *common)  # the default --min-agreement (0.98)
     assert status == 2 and "model_int8.onnx" in err and "model_fp32.onnx" not in err and "--force" in err
+    assert "top-1" in err and "referable" in err
     assert_nothing_written(out)
-    status, err = run_export(capsys, *common, "--min-agreement", "1.0", "--force")
+    status, err = run_export(capsys, *common, "--force")
     assert status == 0 and "model_int8.onnx" in err
     assert (out / "manifest.sig").is_file() and "FORCED" in (out / "report.md").read_text()
     # --overwrite swaps a complete new bundle in, with the new version and a referral override
-    status, _ = run_export(capsys, *common, "--min-agreement", "0", "--overwrite", "--version", "4",
-                           "--refer-at-grade", "3")
+    monkeypatch.undo()
+    status, _ = run_export(capsys, *common, "--overwrite", "--version", "4", "--refer-at-grade", "3")
     import json
 
     manifest = json.loads((out / "manifest.json").read_text())
