@@ -93,13 +93,14 @@ def _swap_into_place(build: Path, out: Path) -> None:
 
 
 def _build_artifacts(fmt: str, module, size: int, build: Path, calib: np.ndarray, opts: ExportOptions,
-                     ckpt: dict) -> list[dict]:
+                     ckpt: dict, rule: dict) -> list[dict]:
     """Export one format; returns a list of {path, entry-args, runner, report extras} dicts."""
     if fmt == "onnx":
         from export import onnx_export
 
         fp32 = onnx_export.export_fp32(module, size, build / "model_fp32.onnx")
-        int8 = onnx_export.quantize_int8(fp32, build / "model_int8.onnx", calib, method=opts.calibration_method)
+        int8 = onnx_export.quantize_int8(fp32, build / "model_int8.onnx", calib, method=opts.calibration_method,
+                                         rule=rule)
         return [{"path": p, "fmt": "onnx", "runtime": "onnxruntime", "precision": prec,
                  "runner": onnx_export.OnnxRunner(p), "tensors": onnx_export.tensor_specs(p),
                  "extra": {"activations": "int8" if prec == "int8" and onnx_export.int8_activations(p) else "float32"}}
@@ -108,7 +109,8 @@ def _build_artifacts(fmt: str, module, size: int, build: Path, calib: np.ndarray
         from export import tflite_export
 
         if fmt == "tflite":
-            path, precision = tflite_export.export_int8(module, size, build / "model_int8.tflite", calib), "int8"
+            path = tflite_export.export_int8(module, size, build / "model_int8.tflite", calib, rule=rule)
+            precision = "int8"
         else:
             path, precision = tflite_export.export_fp32(module, size, build / "model_fp32.tflite"), "fp32"
         runner = tflite_export.TFLiteRunner(path)
@@ -195,12 +197,16 @@ def export_all(opts: ExportOptions, *, log=print) -> Path:
                                                  runs=opts.latency_runs)}
     build = _make_build_dir(opts.out)
     try:
-        entries, rows, outputs = [], [], {}
+        # The referral threshold and temperature first: every int8 artifact is then built and checked
+        # against the decision the device will act on (calibrated P(referable) >= the threshold).
+        choice = clinical.choose_referral(module, cfg, opts.clinical_opts, referral, out=build)
+        rule = parity.referral_rule(choice.referral, choice.calibration)
+        entries, rows, outputs, failures = [], [], {}, []
         for fmt in opts.formats:
-            for art in _build_artifacts(fmt, module, cfg.image_size, build, calib, opts, ckpt):
+            for art in _build_artifacts(fmt, module, cfg.image_size, build, calib, opts, ckpt, rule):
                 logits, features = parity.runner_outputs(art["runner"], test_x)
                 outputs[art["path"].name] = (logits, features)
-                row = parity.compare(art["path"].name, logits, features, reference, test_y, head)
+                row = parity.compare(art["path"].name, logits, features, reference, test_y, head, rule=rule)
                 row.update(runtime=art["runtime"], precision=art["precision"],
                            size=art.get("size", art["path"].stat().st_size), **art.get("extra", {}))
                 row["latency_ms"] = (parity.latency_ms(art["runner"].run_one, test_x[0], runs=opts.latency_runs)
@@ -211,26 +217,20 @@ def export_all(opts: ExportOptions, *, log=print) -> Path:
                 if art["precision"] == "int8":  # what a device runs: int8 or float activations
                     entry["quantization"] = f"int8 weights, {row['activations']} activations"
                 entries.append(entry)
-        referral, calib, ood, clinical_report = clinical.clinical_blocks(
-            module, cfg, opts.clinical_opts, referral, out=build, artifact_outputs=outputs, parity_labels=test_y,
+                log(parity.summary_line(row))  # the terminal's one line per artifact
+                if min(row["top1_agreement"], row["referable_agreement"]) < opts.min_agreement:
+                    failures.append(f"{row['artifact']} (top-1 {row['top1_agreement']:.4f}, "
+                                    f"referable {row['referable_agreement']:.4f})")
+        ood, clinical_report = clinical.finish_clinical(
+            choice, module, cfg, opts.clinical_opts, out=build, artifact_outputs=outputs, parity_labels=test_y,
             parity_public=opts.test_dir is None, log=log,
             public_images={} if opts.calibration_dir else {"the int8 calibration photos": calib})
-        # Agreement is checked on the decision the device will act on: the manifest's threshold on
-        # calibrated P(referable), known only now.
-        rule = parity.referral_rule(referral, calib)
-        failures = []
-        for row in rows:
-            row["top1_agreement"], row["referable_agreement"] = parity.agreement(
-                outputs[row["artifact"]][0], reference[0], **rule)
-            log(parity.summary_line(row))  # the terminal's one line per artifact
-            if min(row["top1_agreement"], row["referable_agreement"]) < opts.min_agreement:
-                failures.append(f"{row['artifact']} (top-1 {row['top1_agreement']:.4f}, "
-                                f"referable {row['referable_agreement']:.4f})")
         if failures and not opts.force:
             raise ExportError(f"agreement with fp32 below {opts.min_agreement:.2%} for {', '.join(failures)}; "
                               "nothing written (pass --force to export anyway)")
         manifest_dict = manifest.build_manifest(ckpt, model_version=opts.model_version, artifacts=entries,
-                                                quality=quality, referral=referral, calibration=calib, ood=ood,
+                                                quality=quality, referral=choice.referral,
+                                                calibration=choice.calibration, ood=ood,
                                                 allow_seeded=opts.allow_seeded)
         notes = ["Core ML: predict() needs macOS and was not run; the spec was reloaded and the stored "
                  "ML program was evaluated op by op in numpy (export/mil_numpy.py)."] if "coreml" in opts.formats else []

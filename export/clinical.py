@@ -157,22 +157,27 @@ def _held_out(opts: ClinicalOptions, cfg: PreprocessConfig) -> tuple[np.ndarray,
                   "source": f"{opts.images} synthetic photos (public, seed {HELD_OUT_SEED}; no clinical evidence)"}
 
 
-def clinical_blocks(module, cfg: PreprocessConfig, opts: ClinicalOptions, policy: dict, *, out: Path,
-                    artifact_outputs: dict[str, tuple[np.ndarray, np.ndarray]], parity_labels: np.ndarray | None,
-                    parity_public: bool, public_images: dict[str, np.ndarray] | None = None,
-                    log=print) -> tuple[dict, dict, dict, dict]:
-    """Choose and measure everything; write the reliability diagrams and clinical.md into `out`.
+@dataclasses.dataclass
+class ReferralChoice:
+    """What `choose_referral` decided on the torch model, and what `finish_clinical` still needs."""
+
+    referral: dict          # the manifest's referral block
+    calibration: dict       # the manifest's calibration block
+    measured: dict          # sensitivity/specificity on the held-out half not used to fit
+    about: dict             # where the held-out photos came from (validated, data, source)
+    features: np.ndarray    # their 512-d features (public synthetic ones feed the OOD statistics)
+    fit: np.ndarray         # indices of the half used to fit
+    val: np.ndarray         # indices of the other half
+
+
+def choose_referral(module, cfg: PreprocessConfig, opts: ClinicalOptions, policy: dict, *, out: Path) -> ReferralChoice:
+    """Temperature and referral threshold, fitted on one half of the held-out photos and measured on
+    the other; writes the reliability diagrams into `out`. Runs BEFORE the artifacts are built, so
+    the exporters check int8 against the decision the device will make.
 
     Args:
         module: the torch export view (logits, features). cfg: preprocessing. opts: the flags.
-        policy: the referral policy from ``export.manifest.load_policy``.
-        out: the bundle's build folder. artifact_outputs: {artifact: (logits, features)} on the parity
-        photos, with parity_labels (None without labels); parity_public: those photos are synthetic.
-        public_images: {name: preprocessed synthetic photos the export already rendered} (e.g. the int8
-        calibration photos): with the parity photos, they set the OOD threshold (no new photos drawn).
-
-    Returns:
-        (referral block, calibration block, ood block, report summary).
+        policy: the referral policy from ``export.manifest.load_policy``. out: the bundle's build folder.
 
     Raises:
         ExportError: unreadable clinical data, or no referable photo to choose a threshold on.
@@ -211,12 +216,33 @@ def clinical_blocks(module, cfg: PreprocessConfig, opts: ClinicalOptions, policy
     calib = {"method": "temperature", "temperature": temperature, "data": about["data"],
              "outside_epsilon": about["data"] == "private", "n": int(fit.size),
              "source": f"{fit.size} of {about['source']}", **{f"ece_{k}": v for k, v in ece.items()}}
+    return ReferralChoice(referral, calib, measured, about, features, fit, val)
+
+
+def finish_clinical(choice: ReferralChoice, module, cfg: PreprocessConfig, opts: ClinicalOptions, *, out: Path,
+                    artifact_outputs: dict[str, tuple[np.ndarray, np.ndarray]], parity_labels: np.ndarray | None,
+                    parity_public: bool, public_images: dict[str, np.ndarray] | None = None,
+                    log=print) -> tuple[dict, dict]:
+    """The out-of-distribution statistics and each artifact's figures at the chosen threshold;
+    writes clinical.md and clinical.json into `out`.
+
+    Args:
+        choice: from `choose_referral`. artifact_outputs: {artifact: (logits, features)} on the parity
+        photos, with parity_labels (None without labels); parity_public: those photos are synthetic.
+        public_images: {name: preprocessed synthetic photos the export already rendered} (e.g. the int8
+        calibration photos): with the parity photos, they set the OOD threshold (no new photos drawn).
+
+    Returns:
+        (ood block, report summary).
+    """
+    referral, calib, fit, val, features = choice.referral, choice.calibration, choice.fit, choice.val, choice.features
+    refer_at, threshold, temperature = referral["refer_at_grade"], referral["threshold"], calib["temperature"]
     checks = {name: parity.torch_outputs(module, images)[1] for name, images in (public_images or {}).items()}
     if parity_public:
         checks.update({f"{name} on the synthetic parity photos": f for name, (_, f) in artifact_outputs.items()})
     if opts.data_dir is None:  # synthetic held-out photos are public: statistics on one half, checked on the other
         checks[f"the other {val.size} synthetic held-out photos"] = features[val]
-        ood, ood_summary = _ood_block(features[fit], f"{fit.size} of {about['source']}", opts, checks)
+        ood, ood_summary = _ood_block(features[fit], f"{fit.size} of {choice.about['source']}", opts, checks)
     else:  # never a folder's photos (they may be private): fresh synthetic ones
         fresh, _ = calibration.synthetic_images(opts.ood_images, cfg, seed=OOD_FIT_SEED)
         if not checks:
@@ -232,10 +258,27 @@ def clinical_blocks(module, cfg: PreprocessConfig, opts: ClinicalOptions, policy
     summary = {"referral": referral, "calibration": calib, "ood": ood_summary, "artifacts_on_parity_photos": devices}
     atomic_write_text(out / "clinical.md", render_markdown(summary))
     atomic_write_text(out / "clinical.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    measured = choice.measured
     log(f"clinical: T = {temperature:.3f}, threshold P(referable) >= {threshold:.3f} "
         f"(sensitivity {_fmt(measured['sensitivity'])}, specificity {_fmt(measured['specificity'])} on "
         f"{measured['n']} held-out photos), OOD threshold {ood['threshold']:.3f}")
-    return referral, calib, ood, summary
+    return ood, summary
+
+
+def clinical_blocks(module, cfg: PreprocessConfig, opts: ClinicalOptions, policy: dict, *, out: Path,
+                    artifact_outputs: dict[str, tuple[np.ndarray, np.ndarray]], parity_labels: np.ndarray | None,
+                    parity_public: bool, public_images: dict[str, np.ndarray] | None = None,
+                    log=print) -> tuple[dict, dict, dict, dict]:
+    """`choose_referral` then `finish_clinical` in one call (for a caller with its outputs ready).
+
+    Returns:
+        (referral block, calibration block, ood block, report summary).
+    """
+    choice = choose_referral(module, cfg, opts, policy, out=out)
+    ood, summary = finish_clinical(choice, module, cfg, opts, out=out, artifact_outputs=artifact_outputs,
+                                   parity_labels=parity_labels, parity_public=parity_public,
+                                   public_images=public_images, log=log)
+    return choice.referral, choice.calibration, ood, summary
 
 
 def _ood_block(features: np.ndarray, about: str, opts: ClinicalOptions,

@@ -217,7 +217,7 @@ def compact(path: Path) -> Path:
 
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, *,
                   per_channel: bool = True, method: str = "minmax", activations: str = "auto",
-                  gptq: bool = True, compact_file: bool = True) -> Path:
+                  gptq: bool = True, compact_file: bool = True, rule: dict | None = None) -> Path:
     """int8 ONNX from the fp32 one: GPTQ-rounded int8 weights; uint8 or float activations.
 
     Args:
@@ -228,6 +228,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, *,
         method: ``minmax``, ``entropy`` or ``percentile`` activation calibration.
         activations: ``"int8"`` (static QDQ), ``"float"`` (int8 weights only), or ``"auto"``:
             static unless ``parity.keeps_decisions`` fails on the selection images, then float.
+        rule: the referable decision the device acts on (``parity.referral_rule``), for that check.
         gptq, compact_file: levers benchmarks/bench_export.py measures (both on in export).
 
     Returns:
@@ -251,7 +252,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, *,
             selection = parity.selection_images(calibration)
             reference = parity.runner_outputs(OnnxRunner(fp32_path), selection)[0]
             logits = parity.runner_outputs(OnnxRunner(out_path), selection)[0]
-            if not parity.keeps_decisions(logits, reference):
+            if not parity.keeps_decisions(logits, reference, rule=rule):
                 activations = "float"
         if activations == "float":
             with chatter.to_log(log, f"{out_path.name}: int8 weights, float activations"):

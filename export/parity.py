@@ -112,7 +112,8 @@ def selection_images(calibration: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(turns + mirrors))
 
 
-def keeps_decisions(logits: np.ndarray, ref_logits: np.ndarray, *, error_factor: float = 2.0) -> bool:
+def keeps_decisions(logits: np.ndarray, ref_logits: np.ndarray, *, error_factor: float = 2.0,
+                    rule: dict | None = None) -> bool:
     """Does the artifact keep every fp32 decision on the selection images with twice its error?
 
     Decisions flip where fp32's top two scores (or P(referable) and its threshold) are closer than
@@ -124,12 +125,14 @@ def keeps_decisions(logits: np.ndarray, ref_logits: np.ndarray, *, error_factor:
     Args:
         logits: the artifact's logits on the selection images. ref_logits: fp32's.
         error_factor: how much the error is scaled before the check.
+        rule: the referable decision (``referral_rule``: the manifest's threshold on calibrated
+            P(referable)); default: top-1 grade >= 2.
 
     Returns:
-        True when neither the top-1 grade nor the referable decision (top-1 grade >= 2) flips.
+        True when neither the top-1 grade nor the referable decision flips.
     """
     stressed = ref_logits + error_factor * (logits - ref_logits)
-    return min(agreement(stressed, ref_logits)) == 1.0
+    return min(agreement(stressed, ref_logits, **(rule or referral_rule(None)))) == 1.0
 
 
 def compare(name: str, logits: np.ndarray, features: np.ndarray, reference: tuple[np.ndarray, np.ndarray],

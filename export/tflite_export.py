@@ -174,7 +174,7 @@ def build_int8(module: torch.nn.Module, image_size: int, path: Path, calibration
 
 
 def export_int8(module: torch.nn.Module, image_size: int, path: Path, calibration: np.ndarray, *,
-                activations: str = "auto") -> Path:
+                activations: str = "auto", rule: dict | None = None) -> Path:
     """Write the int8 ``.tflite`` a device gets: int8 activations when they keep fp32's decisions.
 
     Args:
@@ -184,6 +184,7 @@ def export_int8(module: torch.nn.Module, image_size: int, path: Path, calibratio
         calibration: float32 (N, 3, S, S) preprocessed images (not the parity images).
         activations: ``"int8"``, ``"float"``, or ``"auto"``: int8, unless ``parity.keeps_decisions``
             fails on the selection images (the calibration images turned and mirrored), then float.
+        rule: the referable decision the device acts on (``parity.referral_rule``), for that check.
 
     Returns:
         ``path``.
@@ -198,7 +199,7 @@ def export_int8(module: torch.nn.Module, image_size: int, path: Path, calibratio
         selection = parity.selection_images(calibration)
         reference = parity.torch_outputs(module, selection)[0]
         logits = parity.runner_outputs(TFLiteRunner(path), selection)[0]
-        if not parity.keeps_decisions(logits, reference):
+        if not parity.keeps_decisions(logits, reference, rule=rule):
             build_int8(module, image_size, path, calibration, activations=False)
     return path
 

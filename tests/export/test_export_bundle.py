@@ -133,7 +133,8 @@ def test_terminal_shows_one_line_per_artifact_and_the_log_the_rest(export_run):
         assert f"{row['size'] / 1e6:.3f} MB" in mine[0] and f"top-1 agreement {row['top1_agreement']:.4f}" in mine[0]
         assert f"referable {row['referable_agreement']:.4f}" in mine[0]
         assert ("ms/image" in mine[0]) != (row["latency_ms"] is None)
-    assert len(lines) == len(report["artifacts"]) + 2, lines  # + "images: ..." and "wrote ..."
+    assert len([line for line in lines if line.startswith("clinical: T = ")]) == 1, lines
+    assert len(lines) == len(report["artifacts"]) + 3, lines  # + "images: ...", "clinical: ..." and "wrote ..."
     log = (dist / "export.log").read_text()
     assert "LiteRT-Torch Convert" in log and "torch.onnx" in log and "model_int8.mlpackage" in log
     for noise in ("I0000", "absl", "[START]", "Warning", "XNNPACK"):
