@@ -31,3 +31,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip check
   echo "$want" > "$stamp"
 fi
+# python-for-android, only for rendering its AndroidManifest template in the tests (no SDK needed)
+p4a_want=$(sha256sum requirements-android-build.txt | cut -d' ' -f1)
+if [ "$(cat .venv/p4a/.requirements.sha256 2>/dev/null)" != "$p4a_want" ]; then
+  echo "setup: installing python-for-android into .venv/p4a (requirements-android-build.txt)"
+  rm -rf .venv/p4a.tmp .venv/p4a
+  .venv/bin/python -m pip install -q --no-warn-conflicts --target .venv/p4a.tmp -r requirements-android-build.txt
+  echo "$p4a_want" > .venv/p4a.tmp/.requirements.sha256
+  mv .venv/p4a.tmp .venv/p4a
+fi

@@ -42,11 +42,20 @@ def pinned_p4a_version(spec) -> str:
     return ".".join(str(int(part)) for part in tag[1:].split("."))
 
 
+def test_the_setup_installs_the_release_buildozer_spec_pins(spec):
+    pins = [line.strip() for line in (ROOT / "requirements-android-build.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert pins == [f"python-for-android=={pinned_p4a_version(spec)}"]
+
+
 @pytest.fixture(scope="module")
 def p4a(spec) -> Path:
-    """python-for-android==<pinned> and its dependencies in a target folder, downloaded once."""
+    """python-for-android==<pinned> and its dependencies in a target folder: the one scripts/setup.sh
+    installed (.venv/p4a), else downloaded once into a cache (a checkout without the setup)."""
     version = pinned_p4a_version(spec)
-    target = CACHE_ROOT / f"python-for-android-{version}"
+    target = ROOT / ".venv" / "p4a"
+    if not (target / "pythonforandroid" / "__init__.py").is_file():
+        target = CACHE_ROOT / f"python-for-android-{version}"
     if not (target / "pythonforandroid" / "__init__.py").is_file():
         tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
