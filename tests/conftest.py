@@ -1,7 +1,9 @@
 """What every package's tests share, built once per session, and the suite's time limits.
 
 Heavy artifacts are session-scoped and built by the real tools: the synthetic data by
-`trainer synth`, the plumbing ONNX model by `torch.onnx.export` (tests/helpers/bundles.py).
+`trainer synth`, the plumbing ONNX model by `torch.onnx.export` (tests/helpers/bundles.py), and
+ONE trained model (tests/helpers/models.py) exported ONCE by `python -m export all` (every format,
+signed): the export, hub, device and app tests all use that bundle.
 Time limits come from markers, not from each file: a hung test fails after DEFAULT_TIMEOUT
 seconds, a `slow` one (a training run, an export, a multi-process deployment) after SLOW_TIMEOUT.
 Setup counts: a test that first builds a session fixture gets its time too.
@@ -46,3 +48,64 @@ def tiny_fundus(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "trainer", "synth", "--out", str(out), "--n", "120", "--size", "32",
                     "--seed", "5"], check=True, capture_output=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory) -> Path:
+    """The session's trained model as a trainer checkpoint (RUN/model.pt)."""
+    import torch
+
+    from edge_client.preprocess import PreprocessConfig
+    from tests.helpers.models import PRIVACY, SIZE, TRAIN_IMAGES, WIDE, train_tiny
+    from trainer.checkpoint import save_checkpoint
+    from trainer.data.synth import generate_dataset
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("trained")
+    data = generate_dataset(root / "synth", TRAIN_IMAGES, size=SIZE, seed=11, class_probs=(0.2,) * 5)
+    model = train_tiny(data)
+    with torch.no_grad():
+        model.classifier[1].weight.mul_(WIDE)
+        model.classifier[1].bias.mul_(WIDE)
+    return save_checkpoint(root / "model.pt", model, preprocess=PreprocessConfig(image_size=SIZE).to_dict(),
+                           mode="dopamine", privacy=PRIVACY,
+                           metrics={"val": {"accuracy": 0.41, "kappa": 0.22}, "test": {"accuracy": 0.4, "kappa": 0.2}},
+                           config={"hospitals": 3, "rounds": 30}, round_kept=27)
+
+
+@pytest.fixture(scope="session")
+def export_keys(tmp_path_factory) -> tuple[Path, Path]:
+    """The publisher's key pair as `export keygen` writes it: (private.key, public.key)."""
+    from export import signing
+    return signing.generate_keypair(tmp_path_factory.mktemp("export-keys"))
+
+
+@pytest.fixture(scope="session")
+def export_run(tmp_path_factory, trained_checkpoint, export_keys) -> tuple[Path, str]:
+    """The one export of the session: every format, 200 parity images, 2 timed runs, the default
+    --min-agreement. Returns (DIST, everything it printed to the terminal, C++ lines included)."""
+    from export import chatter, cli
+
+    root = tmp_path_factory.mktemp("export")
+    dist, terminal = root / "dist", root / "terminal.txt"
+    with chatter.to_log(terminal):  # file descriptors 1 and 2, as a user's terminal sees them
+        status = cli.main(["all", "--checkpoint", str(trained_checkpoint), "--out", str(dist),
+                           "--key", str(export_keys[0]), "--formats", "onnx,tflite,tflite-fp32,coreml",
+                           "--version", "3", "--latency-runs", "2", "--calibration-images", "64",
+                           "--test-images", "200"])
+    text = terminal.read_text()
+    assert status == 0, text[-3000:]
+    return dist, text
+
+
+@pytest.fixture(scope="session")
+def bundle(export_run) -> Path:
+    """DIST of the session's one export (model_version 3, signed with `export_keys`)."""
+    return export_run[0]
+
+
+def pytest_unconfigure(config) -> None:
+    # JAX (imported by the TFLite converter) logs from an atexit hook after pytest has closed the
+    # captured streams; the "--- Logging error ---" it prints then is noise, not a failure.
+    import logging
+    logging.raiseExceptions = False

@@ -224,3 +224,16 @@ def mirror_copy(hub_url: str, folder: Path, versions: dict[int, list[str]]) -> P
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(signed.get(path, r.content))
     return folder
+
+
+def resign_as_version(dist: Path, out: Path, private_key: Path, version: int) -> Path:
+    """A copy of a signed bundle as the next version, signed again by the same publisher (what
+    `export all --version N` would write for the same weights, without re-exporting)."""
+    shutil.copytree(dist, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["model_version"] = version
+    raw = json.dumps(manifest, indent=2).encode()
+    (out / "manifest.json").write_bytes(raw)
+    key = SigningKey(base64.b64decode(private_key.read_text().strip()))
+    (out / "manifest.sig").write_text(base64.b64encode(key.sign(raw).signature).decode() + "\n")
+    return out

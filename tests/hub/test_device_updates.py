@@ -2,77 +2,51 @@
 checks each update, builds a candidate version, an operator reviews and approves it (issue 13),
 the hub publishes it; a device syncs the new version.
 
-One trained-ish checkpoint and one export per session (64 px, ~300 synthetic images, a few epochs).
+The session's one trained model and its export (tests/conftest.py), published as version 1;
+each device's photos are synthetic patients the model never saw.
 """
 import json
 import re
 import socket
 import time
 
+import shutil
+
 import numpy as np
 import pytest
 import requests
-from tests.helpers.bundles import HubProcess, run_cli
+
+from tests.helpers.bundles import HubProcess, resign_as_version, run_cli
+from tests.helpers.models import PRIVACY, SIZE
 
 from edge_client.api import EdgeClient
 from edge_client.budget import BudgetExceeded
 from edge_client.runtimes import LiteRTRuntime
 from edge_client.training import RoundSettings, extract_features
 
-pytestmark = [pytest.mark.slow,  # trains and exports a model, then three devices train and the hub exports
+pytestmark = [pytest.mark.slow,  # the session's model and export, three devices train, the hub exports
               pytest.mark.skipif(not LiteRTRuntime.available(), reason="ai-edge-litert not installed")]
 
-DEVICES, PER_DEVICE, SIZE = 3, 60, 64
+DEVICES, PER_DEVICE = 3, 60
+BASE_EPSILON = PRIVACY["epsilon"]   # the session model's ε (tests/helpers/models.py)
 EXPORT_ARGS = ["--calibration-images", "16", "--test-images", "40", "--latency-runs", "1", "--min-agreement", "0.8"]
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    """A briefly trained model (backbone a few epochs, then its head fitted), exported once (int8 TFLite)."""
-    import torch
-
-    from edge_client.preprocess import PreprocessConfig
-    from trainer.checkpoint import save_checkpoint
-    from trainer.data.arrays import load_arrays
+def trained(tmp_path_factory, trained_checkpoint, bundle, export_keys):
+    """The session's model as version 1 (checkpoint, signed bundle, the publisher's keys) and each
+    device's labels CSV beside its photos."""
     from trainer.data.datasets import load_dataset
     from trainer.data.synth import generate_dataset
-    from trainer.model import build_model
 
     work = tmp_path_factory.mktemp("device_updates")
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-    ds = load_dataset(generate_dataset(work / "data", 300 + DEVICES * PER_DEVICE, size=SIZE, seed=8))
-    train = ds.samples[:300]
-    x, y, _ = load_arrays(train, PreprocessConfig(image_size=SIZE))
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
-    model = build_model()
-    opt = torch.optim.Adam(model.parameters(), lr=5e-4)
-    for _ in range(4):
-        model.train()
-        for idx in torch.randperm(len(x)).split(32):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        feats = model.forward_features(x)
-    head_opt = torch.optim.Adam(model.classifier[1].parameters(), lr=0.01)
-    for _ in range(300):  # fit the head on the frozen features: a meaningful starting accuracy
-        head_opt.zero_grad()
-        torch.nn.functional.cross_entropy(model.head(feats), y).backward()
-        head_opt.step()
-    save_checkpoint(work / "model.pt", model, preprocess=PreprocessConfig(image_size=SIZE).to_dict(),
-                    mode="dopamine", privacy={"epsilon": 7.5, "delta": 1e-5, "accountant": "rdp",
-                                              "privacy_model": "patient-level (test fixture)",
-                                              "noise_multiplier": 1.0, "sample_rate": 0.1, "steps": 10,
-                                              "clipping_norm": 2.0})
-    assert run_cli("export", "keygen", "--out", work / "keys").returncode == 0
-    r = run_cli("export", "all", "--checkpoint", work / "model.pt", "--out", work / "dist", "--formats", "tflite",
-                "--key", work / "keys" / "private.key", *EXPORT_ARGS, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
+    shutil.copytree(export_keys[0].parent, work / "keys")
+    shutil.copyfile(trained_checkpoint, work / "model.pt")
+    resign_as_version(bundle, work / "dist", work / "keys" / "private.key", 1)
+    ds = load_dataset(generate_dataset(work / "data", DEVICES * PER_DEVICE, size=SIZE, seed=8))
     devices = []
     for d in range(DEVICES):  # each device's photos and the specialist's labels CSV beside them
-        photos = ds.samples[300 + d * PER_DEVICE:300 + (d + 1) * PER_DEVICE]
+        photos = ds.samples[d * PER_DEVICE:(d + 1) * PER_DEVICE]
         lines = ["image,grade,patient"] + [f"../data/train_images/{s.image_path.name},{s.grade},"
                                            f"p{i // 2 if d == 0 else i}" for i, s in enumerate(photos)]
         csv = work / f"clinic{d}" / "labels.csv"
@@ -193,7 +167,7 @@ def test_three_devices_train_upload_and_the_hub_publishes_the_next_version(tmp_p
         per_device = re.search(r"device patients: \(ε ≤ ([0-9.]+), δ = 1e-05\)", card)
         assert per_device and 4.9 <= float(per_device.group(1)) <= 5.0, card[:600]
         both = re.search(r"a patient in both: at most ε = ([0-9.]+), δ = 2e-05", card)
-        assert both and float(both.group(1)) >= 7.5 + 4.9, card  # composition (sum), not the max
+        assert both and float(both.group(1)) >= BASE_EPSILON + 4.9, card  # composition (sum), not the max
         assert requests.get(hub.url + "/v1/artifacts/2/model.pt").status_code == 404  # the checkpoint stays private
         synced = EdgeClient(homes[0]).sync(hub.url)
         assert synced.updated and synced.version == 2
@@ -205,7 +179,7 @@ def test_three_devices_train_upload_and_the_hub_publishes_the_next_version(tmp_p
         assert report.rejected == [old.update_id] and "409" in report.messages[0]
         assert late.update_queue()[0].status == "rejected"
     model = EdgeClient(homes[0]).installed_model()
-    assert "basic composition" in model.privacy_model and model.epsilon >= 7.5 + 4.9 and model.delta == 2e-05
+    assert "basic composition" in model.privacy_model and model.epsilon >= BASE_EPSILON + 4.9 and model.delta == 2e-05
     after = _accuracy(EdgeClient(homes[0]), csvs)
     print(f"\naccuracy on the devices' {DEVICES * PER_DEVICE} photos: v1 {before:.3f} -> v2 {after:.3f}")
     assert after >= before - 0.02

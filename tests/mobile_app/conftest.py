@@ -1,56 +1,29 @@
 """Build once per session what the app's tests share: a real signed export on a hub, a second version to publish
 mid-test, the built-in key files the build step writes, and the photos a user would pick."""
-import base64
 import csv
-import json
 import shutil
 import zipfile
-from pathlib import Path
 
 import pytest
 
+from tests.helpers.bundles import resign_as_version
 
-
-def resign_as_version(dist: Path, out: Path, private_key: Path, version: int) -> Path:
-    """A copy of a signed bundle as the next version, signed again by the same publisher (what
-    `export all --version N` would write for the same weights, without re-exporting)."""
-    from nacl.signing import SigningKey
-
-    shutil.copytree(dist, out)
-    manifest = json.loads((out / "manifest.json").read_text())
-    manifest["model_version"] = version
-    raw = json.dumps(manifest, indent=2).encode()
-    (out / "manifest.json").write_bytes(raw)
-    key = SigningKey(base64.b64decode(private_key.read_text().strip()))
-    (out / "manifest.sig").write_text(base64.b64encode(key.sign(raw).signature).decode() + "\n")
-    return out
 
 
 @pytest.fixture(scope="session")
-def published(tmp_path_factory):
-    """A hub folder holding one real, signed export (version 1), the same model signed as
-    version 2 (published by the test mid-run), built-in key files, and the files a user picks."""
+def published(tmp_path_factory, bundle, export_keys):
+    """A hub folder holding the session's one real, signed export (as version 1), the same model
+    signed as version 2 (published by the test mid-run), built-in key files, and the files a user picks."""
     import numpy as np
     import qrcode
-    import torch
     from PIL import Image
 
-    from edge_client.preprocess import PreprocessConfig
     from tests.helpers.bundles import run_cli
-    from trainer.checkpoint import save_checkpoint
-    from trainer.model import build_model
 
     work = tmp_path_factory.mktemp("app_ui")
-    torch.manual_seed(0)
-    save_checkpoint(work / "model.pt", build_model(), preprocess=PreprocessConfig(image_size=64).to_dict(),
-                    mode="dopamine", privacy={"epsilon": 7.5, "delta": 1e-5, "accountant": "rdp",
-                                              "privacy_model": "patient-level", "noise_multiplier": 1.0,
-                                              "sample_rate": 0.1, "steps": 10, "clipping_norm": 2.0})
-    for args in (("export", "keygen", "--out", work / "keys"),
-                 ("export", "keygen", "--out", work / "other_keys"),        # a publisher this app must not trust
-                 ("export", "all", "--checkpoint", work / "model.pt", "--out", work / "dist", "--formats",
-                  "onnx,tflite", "--key", work / "keys" / "private.key", "--calibration-images", "8",
-                  "--latency-runs", "2"),
+    shutil.copytree(export_keys[0].parent, work / "keys")
+    resign_as_version(bundle, work / "dist", work / "keys" / "private.key", 1)
+    for args in (("export", "keygen", "--out", work / "other_keys"),        # a publisher this app must not trust
                  ("hub", "init", "--root", work / "hub", "--publisher-key", work / "keys" / "public.key",
                   "--min-updates", "50"),   # the app's uploads are stored; no new version is built here
                  ("hub", "delegate", "--root", work / "hub", "--signing-key", work / "keys" / "private.key"),

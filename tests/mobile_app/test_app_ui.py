@@ -1,9 +1,9 @@
 """The real app, headless, from a fresh install to a clinic's day, against a real hub on loopback.
 
-Pipeline (conftest.py, once per session): a checkpoint from `trainer.model.build_model()` ->
-`python -m export all` (ONNX + TFLite int8, signed) -> `python -m hub init/publish`; the build
-step `python -m mobile_app.provision` writes the built-in key; photos from `python -m trainer synth`.
-Each window size runs in its own process (`python -m tests.mobile_app.ui_driver`; the window is never resized): a
+Pipeline (conftest.py, once per session): the session's trained model and its one `python -m
+export all` bundle (tests/conftest.py, signed) -> `python -m hub init/publish`; the build step
+`python -m mobile_app.provision` writes the built-in key; photos from `python -m trainer synth`.
+Each window size runs in its own process (`python -m tests.mobile_app.ui_driver`; never resized): a
 fresh home, the built-in key (at 800x1280 it is another publisher's, so the user scans the right
 one as a QR code), a first sync, a second version downloading while a photo is graded, offline
 grading, the back button, history with confirmed delete and export to the share sheet, the
@@ -99,7 +99,7 @@ def check_result(shown: dict, lang: str = "en", version: int | None = None) -> N
     v = version or model["version"]
     date = card[0].rsplit(" ", 1)[-1]
     assert len(date) == 10 and date[4] == "-" and card[0] == translate("card.model", lang, version=v, date=date)
-    assert translate("card.privacy", lang, text="ε = 7.50, δ = 1e-05 (RDP)") in card
+    assert translate("card.privacy", lang, text="ε = 7.31, δ = 1e-05 (RDP)") in card
     if model["decision"] is None:          # a client without model cards: no validation claimed, in warning colour
         assert translate("card.not_validated", lang) in card and translate("card.not_calibrated", lang) in card
     for warned in (translate("card.not_validated", lang), translate("card.not_calibrated", lang)):
@@ -135,7 +135,7 @@ def test_fresh_install_to_first_grade(session, published):
     v1 = r["home_v1"]
     assert v1["status"] == translate("home.updated", version=1)
     assert "Version 1" in v1["model"] and "litert" in v1["model"]
-    assert v1["privacy"] == translate("card.privacy", text="ε = 7.50, δ = 1e-05 (RDP)")
+    assert v1["privacy"] == translate("card.privacy", text="ε = 7.31, δ = 1e-05 (RDP)")
     assert [b["text"] for b in v1["banners"]] == [translate("banner.online_current", version=1)]
     assert r["key_after_sync"] == {"source": "pinned", "fingerprint": right, "pinned": True}
 
@@ -238,10 +238,10 @@ def test_training_on_a_clinic_tablet(session, published):
     fed = r["federated"]
     assert fed["status"] == "ok" and fed["mode"] == "federated" and fed["base_version"] == 2
     assert 1.9 < fed["epsilon_round"] <= 2.0 and fed["steps"] == 50
-    # The device's ε covers its own rounds; a patient also in the model's training set (ε = 7.5,
-    # δ = 1e-5 in this bundle) is protected by the sum, which the result says, rounded up.
+    # The device's ε covers its own rounds; a patient also in the model's training set (ε = 7.31,
+    # δ = 1e-5 in the session's bundle) is protected by the sum, which the result says, rounded up.
     from edge_client.privacy_figures import epsilon_str as _eps
-    assert translate("train.both", epsilon=_eps(fed["epsilon_spent"] + 7.5), delta=f"{fed['delta'] + 1e-5:g}") \
+    assert translate("train.both", epsilon=_eps(fed["epsilon_spent"] + 7.31), delta=f"{fed['delta'] + 1e-5:g}") \
         in fed["result_text"], fed["result_text"]
     queued = {u.id: u for u in EdgeClient(r["home_dir"]).update_queue()}
     from edge_client.privacy_figures import epsilon_str
