@@ -3,13 +3,16 @@
 Heavy artifacts are session-scoped and built by the real tools: the synthetic data by
 `trainer synth`, the plumbing ONNX model by `torch.onnx.export` (tests/helpers/bundles.py), and
 ONE trained model (tests/helpers/models.py) exported ONCE by `python -m export all` (every format,
-signed): the export, hub, device and app tests all use that bundle.
+signed): the export, hub, device and app tests all use that bundle. Under pytest-xdist
+(pytest.ini runs two workers, a file's tests on one worker) the trained model and its export are
+built once per run, not once per worker (tests/helpers/shared.py).
 Time limits come from markers, not from each file: a hung test fails after DEFAULT_TIMEOUT
 seconds, a `slow` one (a training run, an export, a multi-process deployment) after SLOW_TIMEOUT.
 Setup counts: a test that first builds a session fixture gets its time too.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +20,20 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.bundles import cached_onnx, make_keys
+from tests.helpers.shared import build_once
 
 DEFAULT_TIMEOUT = 300
 SLOW_TIMEOUT = 900
+
+
+def pytest_configure(config) -> None:
+    # pytest-xdist runs several workers (pytest.ini); torch's default of one thread per core in
+    # each of them would oversubscribe the cores and spin-wait. Subprocesses inherit the variable.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+        import torch
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -52,50 +66,53 @@ def tiny_fundus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_checkpoint(tmp_path_factory) -> Path:
-    """The session's trained model as a trainer checkpoint (RUN/model.pt)."""
-    import torch
+    """The session's trained model as a trainer checkpoint (RUN/model.pt), trained once per run."""
+    def build(root: Path) -> None:
+        import torch
 
-    from edge_client.preprocess import PreprocessConfig
-    from tests.helpers.models import PRIVACY, SIZE, TRAIN_IMAGES, WIDE, train_tiny
-    from trainer.checkpoint import save_checkpoint
-    from trainer.data.synth import generate_dataset
+        torch.set_num_threads(1)   # the same model on any machine and worker count
+        from edge_client.preprocess import PreprocessConfig
+        from tests.helpers.models import PRIVACY, SIZE, TRAIN_IMAGES, WIDE, train_tiny
+        from trainer.checkpoint import save_checkpoint
+        from trainer.data.synth import generate_dataset
 
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("trained")
-    data = generate_dataset(root / "synth", TRAIN_IMAGES, size=SIZE, seed=11, class_probs=(0.2,) * 5)
-    model = train_tiny(data)
-    with torch.no_grad():
-        model.classifier[1].weight.mul_(WIDE)
-        model.classifier[1].bias.mul_(WIDE)
-    return save_checkpoint(root / "model.pt", model, preprocess=PreprocessConfig(image_size=SIZE).to_dict(),
-                           mode="dopamine", privacy=PRIVACY,
-                           metrics={"val": {"accuracy": 0.41, "kappa": 0.22}, "test": {"accuracy": 0.4, "kappa": 0.2}},
-                           config={"hospitals": 3, "rounds": 30}, round_kept=27)
+        data = generate_dataset(root / "synth", TRAIN_IMAGES, size=SIZE, seed=11, class_probs=(0.2,) * 5)
+        model = train_tiny(data)
+        with torch.no_grad():
+            model.classifier[1].weight.mul_(WIDE)
+            model.classifier[1].bias.mul_(WIDE)
+        save_checkpoint(root / "model.pt", model, preprocess=PreprocessConfig(image_size=SIZE).to_dict(),
+                        mode="dopamine", privacy=PRIVACY,
+                        metrics={"val": {"accuracy": 0.41, "kappa": 0.22}, "test": {"accuracy": 0.4, "kappa": 0.2}},
+                        config={"hospitals": 3, "rounds": 30}, round_kept=27)
+
+    return build_once(tmp_path_factory, "trained", build) / "model.pt"
 
 
 @pytest.fixture(scope="session")
 def export_keys(tmp_path_factory) -> tuple[Path, Path]:
     """The publisher's key pair as `export keygen` writes it: (private.key, public.key)."""
     from export import signing
-    return signing.generate_keypair(tmp_path_factory.mktemp("export-keys"))
+    folder = build_once(tmp_path_factory, "export-keys", signing.generate_keypair)
+    return folder / "private.key", folder / "public.key"
 
 
 @pytest.fixture(scope="session")
 def export_run(tmp_path_factory, trained_checkpoint, export_keys) -> tuple[Path, str]:
-    """The one export of the session: every format, 200 parity images, 2 timed runs, the default
+    """The one export of the run: every format, 200 parity images, 2 timed runs, the default
     --min-agreement. Returns (DIST, everything it printed to the terminal, C++ lines included)."""
-    from export import chatter, cli
+    def build(root: Path) -> None:
+        from export import chatter, cli
 
-    root = tmp_path_factory.mktemp("export")
-    dist, terminal = root / "dist", root / "terminal.txt"
-    with chatter.to_log(terminal):  # file descriptors 1 and 2, as a user's terminal sees them
-        status = cli.main(["all", "--checkpoint", str(trained_checkpoint), "--out", str(dist),
-                           "--key", str(export_keys[0]), "--formats", "onnx,tflite,tflite-fp32,coreml",
-                           "--version", "3", "--latency-runs", "2", "--calibration-images", "64",
-                           "--test-images", "200"])
-    text = terminal.read_text()
-    assert status == 0, text[-3000:]
-    return dist, text
+        with chatter.to_log(root / "terminal.txt"):  # file descriptors 1 and 2, as a user's terminal sees them
+            status = cli.main(["all", "--checkpoint", str(trained_checkpoint), "--out", str(root / "dist"),
+                               "--key", str(export_keys[0]), "--formats", "onnx,tflite,tflite-fp32,coreml",
+                               "--version", "3", "--latency-runs", "2", "--calibration-images", "64",
+                               "--test-images", "200"])
+        assert status == 0, (root / "terminal.txt").read_text()[-3000:]
+
+    root = build_once(tmp_path_factory, "export", build)
+    return root / "dist", (root / "terminal.txt").read_text()
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,10 @@ from trainer.model import build_model
 from trainer.privacy import PrivacyLedger
 
 HOSPITALS = 3
+# Parity is bit-level before quantization only if the nodes and the simulator run torch with the
+# same thread count (a conv sums in another order on 2 threads than on 1).
+NODE_THREADS = 1
+NODE_ENV = {"OMP_NUM_THREADS": str(NODE_THREADS)}
 TEST_APP = Path(__file__).resolve().parents[1] / "federation" / "flower_app"   # the product app + test hooks
 
 
@@ -34,6 +38,15 @@ def simulator_aggregates(fed_data: dict, run_values: dict, trace: dict) -> tuple
     """The simulator's `dopamine_round` on the same hospitals with the same test-only seeds, each
     round started from the federation's own weights (so rounding differences do not compound).
     Returns each round's `RoundResult.aggregate` and the simulator's ledger."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(NODE_THREADS)
+    try:
+        return _simulate(fed_data, run_values, trace)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _simulate(fed_data: dict, run_values: dict, trace: dict) -> tuple[list[np.ndarray], PrivacyLedger]:
     run = RunConfig.from_flower(run_values)
     hospitals = [load_hospital(d, image_size=run.image_size) for d in fed_data["hospitals"]]
     torch.manual_seed(run.seed)

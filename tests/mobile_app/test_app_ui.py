@@ -277,8 +277,9 @@ def test_three_languages_and_both_sizes(session):
         assert tour["app_lang"] == lang and tour["nav"] == [translate(f"nav.{n}", lang) for n in SCREENS]
         assert tour["key_source"] == translate("key.source_pinned", lang)
         last = tour["diagnosis"]
-        assert last["texts"]["decision"] == translate(f"decision.{'refer' if last['model']['refer'] else 'no_referral'}",
-                                                      lang)
+        # The headline is the client's decision (refer, uncertain: refer, no referral), translated.
+        assert last["model"]["refer"] == (last["model"]["decision"] != "no_referral")
+        assert last["texts"]["decision"] == translate(f"decision.{last['model']['decision']}", lang)
         assert tour["train"]["mode"] == translate("train.explain_personal", lang)
         assert tour["banners"] == [translate("banner.online_current", lang, version=2)]
     for lang in ("fr", "sw", "en"):                  # five tabs, whole words, at 360 dp too

@@ -5,8 +5,8 @@
                  w_{t+1} = optimizer(w_t, S / (q·ΣN_k))    (declared sizes: a public constant)
 
 `hospital_shares` is a hospital's part: a Flower hospital calls it with itself alone
-(federation/task.py), the simulator with all K hospitals at once (one batched clipping call; the
-sum is the same). `server_step` is the server's part: the Flower strategy calls it on what SecAgg+
+(federation/task.py), the simulator with all K hospitals, each clipping its own batch as a node
+does (so in test mode a deployment's sum matches the simulator's to the quantization step). `server_step` is the server's part: the Flower strategy calls it on what SecAgg+
 unmasked, the simulator inside `dopamine_round`. Randomness: every draw is from the OS CSPRNG
 unless a test passes seeded generators (trainer/dp/noise.py).
 """
@@ -25,7 +25,6 @@ from trainer.dp.per_sample import PerSampleClipper
 from trainer.dp.server_optimizers import ServerOptimizer
 
 Augment = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
-_PATIENT_STRIDE = 10**9   # makes patient ids of different hospitals disjoint in one batch
 
 
 def noise_share_std(*, noise_multiplier: float, clipping_norm: float, min_participants: int,
@@ -79,19 +78,25 @@ def hospital_shares(clipper: PerSampleClipper, hospitals: Sequence[HospitalData]
             that draws its sample, then its noise, in that order.
         augment: training augmentation; augment_generators: its per-hospital generators.
     """
+    if not hospitals:
+        raise ValueError("no hospitals")
     if len(noise_generators) != len(hospitals):
         raise ValueError(f"{len(hospitals)} hospitals but {len(noise_generators)} noise generators")
-    batches = []
+    total, loss_sum, patients = None, 0.0, 0
     for k, (data, generator) in enumerate(zip(hospitals, noise_generators)):
-        images, labels, patients = sample_batch(data, sample_rate=sample_rate, generator=generator)
+        images, labels, patient_ids = sample_batch(data, sample_rate=sample_rate, generator=generator)
         if augment is not None and len(images):
             images = augment(images, augment_generators[k] if augment_generators else None)
-        batches.append((images, labels, patients + k * _PATIENT_STRIDE))
-    images, labels, patients = (torch.cat(parts) for parts in zip(*batches))
-    clipped = clipper.clipped_sum(images, labels, patients)
-    noise = summed_gaussian_noise(clipped.total.numel(), std=share_std, generators=list(noise_generators),
-                                  dtype=clipped.total.dtype)
-    return Contribution(clipped.total + noise.to(clipped.total.device), clipped.loss_sum, clipped.num_patients)
+        # One clipping call per hospital, never one batch for all: a batch of another shape sums in
+        # another order, and through ReLU and max-pool near-ties a last-bit difference in the
+        # forward pass moves whole gradient entries (a deployment then differs from the simulator).
+        clipped = clipper.clipped_sum(images, labels, patient_ids)
+        total = clipped.total if total is None else total + clipped.total
+        loss_sum += clipped.loss_sum
+        patients += clipped.num_patients
+    noise = summed_gaussian_noise(total.numel(), std=share_std, generators=list(noise_generators),
+                                  dtype=total.dtype)
+    return Contribution(total + noise.to(total.device), loss_sum, patients)
 
 
 def server_step(weights: torch.Tensor, optimizer_state: dict, aggregate: torch.Tensor, *,
