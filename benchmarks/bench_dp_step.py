@@ -97,21 +97,22 @@ def main() -> int:
     def central():
         return hospital_shares(clipper, [pooled], sample_rate=1.0, share_std=1.0, noise_generators=[None]).total
 
-    def dopamine_batched():  # the simulator: one batched clipped sum plus the K summed shares
+    def dopamine_simulator():  # the simulator: K clipping calls, the K CSPRNG shares as one summed draw
         return hospital_shares(clipper, hospitals, sample_rate=1.0, share_std=1.0,
                                noise_generators=[None] * args.hospitals).total
 
-    def dopamine_per_node():  # a deployment: each hospital computes its own share
+    def dopamine_per_node():  # a deployment: each hospital computes its own share (K noise draws)
         return sum(hospital_shares(clipper, [h], sample_rate=1.0, share_std=1.0, noise_generators=[None]).total
                    for h in hospitals)
 
     base = timed(central, args.repeats, device)
-    batched = timed(dopamine_batched, args.repeats, device)
+    simulator = timed(dopamine_simulator, args.repeats, device)
     nodes = timed(dopamine_per_node, args.repeats, device)
     print(f"\n| {size} px, total batch {args.batch}, K={args.hospitals}, {method} | s | vs central DP step |")
     print("|---|---|---|")
     print(f"| central DP-SGD step | {base:.3f} | 1.00x |")
-    print(f"| Dopamine round, simulator (batched across hospitals) | {batched:.3f} | {batched / base:.2f}x |")
+    print(f"| Dopamine round, simulator (a clipping call per hospital, one summed noise draw) | {simulator:.3f} | "
+          f"{simulator / base:.2f}x |")
     print(f"| Dopamine round, K separate hospital steps (sum of node compute) | {nodes:.3f} | {nodes / base:.2f}x |")
     return 0
 

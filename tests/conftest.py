@@ -8,6 +8,7 @@ signed): the export, hub, device and app tests all use that bundle. Under pytest
 built once per run, not once per worker (tests/helpers/shared.py).
 Time limits come from markers, not from each file: a hung test fails after DEFAULT_TIMEOUT
 seconds, a `slow` one (a training run, an export, a multi-process deployment) after SLOW_TIMEOUT.
+Every test that uses the trained model is marked `slow` here, so `-m "not slow"` never trains it.
 Setup counts: a test that first builds a session fixture gets its time too.
 """
 from __future__ import annotations
@@ -36,11 +37,47 @@ def pytest_configure(config) -> None:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+# A test that needs the session's trained model trains it (or waits for it): it is `slow`.
+NEEDS_TRAINING = {"trained_checkpoint", "export_run", "bundle"}
+
+
+@pytest.hookimpl(tryfirst=True)   # before `-m "not slow"` deselects
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
+        if NEEDS_TRAINING & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("timeout") is None:
             slow = item.get_closest_marker("slow") is not None
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT if slow else DEFAULT_TIMEOUT))
+    _longest_first(items)
+
+
+def _longest_first(items) -> None:
+    """Order files so two xdist workers finish together (pytest.ini: --no-loadscope-reorder keeps
+    this order): first one file that trains the session's model, so it is built while the other
+    worker runs a deployment; then the other slow files, most slow tests first; then the rest of
+    the files that use the model (built by then); then the quick files to fill the gaps."""
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+
+    def slow(tests) -> int:
+        return sum(t.get_closest_marker("slow") is not None for t in tests)
+
+    def trains(tests) -> bool:
+        return any(NEEDS_TRAINING & set(getattr(t, "fixturenames", ())) for t in tests)
+
+    first = next((name for name, tests in files.items() if trains(tests)), None)
+
+    def group(name: str) -> tuple[int, int]:
+        tests = files[name]
+        if name == first:
+            return 0, 0
+        if trains(tests):
+            return 2, -slow(tests)
+        return (1, -slow(tests)) if slow(tests) else (3, 0)
+
+    items[:] = [item for name in sorted(files, key=group) for item in files[name]]
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ def fed_data(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("certs")
-    subprocess.run([str(REPO / "scripts" / "make_certs.sh"), str(out), "4"], check=True, capture_output=True)
+    subprocess.run([str(REPO / "scripts" / "make_certs.sh"), str(out), "5"], check=True, capture_output=True)
     return out
 
 

@@ -8,8 +8,8 @@ runtime installs), started once for this module and used in order:
    is still at least σC because shares are sized for K_min survivors;
 3. with that hospital gone, a run that needs all three stops with its reason. Nothing hangs.
 
-A last test runs Flower's own executor (a `flwr-clientapp` process per message) on its own
-deployment and checks it gives the simulator's aggregates too.
+Flower's own executor (a `flwr-clientapp` process per message, the deployment default) is checked
+against the simulator in test_deployment_bad_input.py, on the deployment that also has bad nodes.
 """
 from __future__ import annotations
 
@@ -24,9 +24,7 @@ import pytest
 from federation.launch.deploy import Deployment, DeploySpec
 from federation.launch.procs import alive
 from federation.node_state import LEDGER_FILE
-from federation.secagg import aggregate_error_bound
-from tests.helpers.federation import HOSPITALS, NODE_ENV, TEST_APP, base_run, simulator_aggregates
-from trainer.privacy import round_up
+from tests.helpers.federation import HOSPITALS, NODE_ENV, TEST_APP, base_run, check_parity
 
 pytestmark = pytest.mark.slow  # real multi-process deployments
 
@@ -46,27 +44,6 @@ def fast_deployment(fed_data, certs, tmp_path_factory):
     assert not any(alive(pid) for pid, _ in pids), "a process the deployment started is still running"
 
 
-def _check_parity(fed_data: dict, results: dict, rounds: int = 2) -> list[float]:
-    assert results["status"] == "completed", results["reason"]
-    assert [r["participants"] for r in results["rounds"]] == [HOSPITALS] * rounds
-    trace = dict(np.load(Path(results["config"]["out_dir"]) / "trace.npz"))
-    sim, ledger = simulator_aggregates(fed_data, results["config"], trace)
-    bound = aggregate_error_bound(results["prescale"]["quantization_step"], HOSPITALS)
-    worst = []
-    for round_, (fed, expected) in enumerate(zip(trace["aggregates"], sim), start=1):
-        error = np.abs(fed - expected)
-        # Quantization (stochastic rounding, < 1 step per hospital) plus float32 rounding of S.
-        over = np.flatnonzero(error > bound + 1e-6 * (1 + np.abs(expected)))
-        assert over.size == 0, (f"round {round_}: {over.size} of {error.size} coordinates off by more than {bound:.3g} "
-                                f"(worst {error.max():.3g} at {int(error.argmax())}, first {over[:5].tolist()})")
-        worst.append(float(error.max()))
-    if results["noise_multiplier"] > 0:
-        assert results["privacy"]["history"] == [list(h) for h in ledger.history]
-        assert results["privacy"]["epsilon"] == round_up(ledger.epsilon())
-        assert results["privacy"]["seeded"] is True
-    return worst
-
-
 def test_deployment_matches_simulator_noise_on_and_off(fed_data, fast_deployment):
     dep, _ = fast_deployment
     runs = {"noise": base_run(fed_data, seed=0, **{"noise-seed": 0, "noise-multiplier": 1.0}),
@@ -74,7 +51,7 @@ def test_deployment_matches_simulator_noise_on_and_off(fed_data, fast_deployment
     with ThreadPoolExecutor(2) as pool:   # two runs at once on the same SuperNodes
         futures = {name: pool.submit(dep.run, config, timeout=240) for name, config in runs.items()}
         results = {name: f.result() for name, f in futures.items()}
-    worst = {name: _check_parity(fed_data, r) for name, r in results.items()}
+    worst = {name: check_parity(fed_data, r) for name, r in results.items()}
     assert worst["noise"] and worst["no-noise"]
     # Every hospital counted exactly the noised rounds in its own persisted accountant.
     for k in range(HOSPITALS):
@@ -119,13 +96,3 @@ def test_a_round_below_k_min_stops_with_its_reason(fed_data, fast_deployment):
     strict = base_run(fed_data, **{"min-participants": 3, "rounds": 1, "node-wait": 5.0, "secagg-timeout": 20.0})
     stopped = dep.run(strict, timeout=120)
     assert stopped["status"] == "stopped" and "K_min=3" in stopped["reason"], stopped["reason"]
-
-
-def test_flower_clientapp_processes_match_simulator(fed_data, certs, tmp_path):
-    """Flower's own executor (a `flwr-clientapp` process per message) gives the same aggregates."""
-    spec = DeploySpec(workdir=tmp_path / "dep", certs=certs, hospital_dirs=[Path(d) for d in fed_data["hospitals"]],
-                      test_mode=True, poll_interval=0.05, app_dir=TEST_APP, node_env_extra=[NODE_ENV] * HOSPITALS)
-    with Deployment(spec) as dep:
-        results = dep.run(base_run(fed_data, seed=0, rounds=1, **{"noise-seed": 0, "noise-multiplier": 1.0}),
-                          timeout=240)
-    _check_parity(fed_data, results, rounds=1)

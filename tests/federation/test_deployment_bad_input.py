@@ -1,7 +1,8 @@
 """Bad input on a real deployment: a missing certificate, a wrong SuperLink address, an
 unregistered node, a node with no data, a model version the nodes do not have. Each gives a
 clear one-line reason; the federation goes on without the node or stops cleanly, and nothing
-started is left running."""
+started is left running. The deployment with bad nodes runs Flower's default executor, so its
+good round is also the parity check of that executor against the simulator."""
 from __future__ import annotations
 
 import shutil
@@ -13,7 +14,7 @@ import pytest
 
 from federation.launch.deploy import DeployError, Deployment, DeploySpec
 from federation.launch.procs import alive, free_port
-from tests.helpers.federation import base_run
+from tests.helpers.federation import HOSPITALS, NODE_ENV, TEST_APP, base_run, check_parity
 
 pytestmark = pytest.mark.slow  # real multi-process deployments
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ def test_missing_certificate_refused_before_anything_starts(fed_data, certs, tmp
 
 
 def test_wrong_superlink_address_fails_cleanly(fed_data, certs, tmp_path):
-    spec = DeploySpec(workdir=tmp_path / "w", certs=certs, hospital_dirs=[Path(d) for d in fed_data["hospitals"]],
+    spec = DeploySpec(workdir=tmp_path / "w", certs=certs, hospital_dirs=[Path(fed_data["hospitals"][0])],
                       superlink_address=f"127.0.0.1:{free_port()}", connect_timeout=5.0)
     dep = Deployment(spec)
     with pytest.raises(DeployError, match=r"hospital-\d exited: .*(?i:failed|connect)|SuperNodes came online"):
@@ -42,24 +43,29 @@ def test_wrong_superlink_address_fails_cleanly(fed_data, certs, tmp_path):
     assert not dep.procs and not any(alive(pid) for pid in dep._recorded_pids())
 
 
-def test_unregistered_node_no_data_and_model_version(fed_data, certs, tmp_path):
+def test_default_executor_with_an_unregistered_node_no_data_and_a_foreign_model(fed_data, certs, tmp_path):
+    """Flower's own executor (a `flwr-clientapp` process per message, what `deploy` runs without
+    --warm-worker) with three good hospitals, one with no data and one whose key is not registered."""
     empty = tmp_path / "empty-hospital"
     empty.mkdir()
-    dirs = [Path(fed_data["hospitals"][0]), Path(fed_data["hospitals"][1]), empty, Path(fed_data["hospitals"][2])]
-    spec = DeploySpec(workdir=tmp_path / "dep", certs=certs, hospital_dirs=dirs, unregistered=(3,),
-                      poll_interval=0.02, warm_worker=True)
+    good = [Path(d) for d in fed_data["hospitals"]]
+    spec = DeploySpec(workdir=tmp_path / "dep", certs=certs, hospital_dirs=[*good, empty, good[0]],
+                      unregistered=(4,), test_mode=True, poll_interval=0.05, app_dir=TEST_APP,
+                      node_env_extra=[NODE_ENV] * 5)
     with Deployment(spec) as dep:
-        # The unregistered hospital never joins (3 online, not 4) and its log says why.
-        assert dep.online_nodes() == 3
-        dep.procs["hospital-3"].wait(timeout=30)
-        log = (dep.work / "hospital-3" / "supernode.log").read_text(errors="replace").lower()
+        # The unregistered hospital never joins (4 online, not 5) and its log says why.
+        assert dep.online_nodes() == 4
+        dep.procs["hospital-4"].wait(timeout=30)
+        log = (dep.work / "hospital-4" / "supernode.log").read_text(errors="replace").lower()
         assert "failed to activate supernode" in log          # Flower's exit code 305, code 2004
-        assert dep.procs["hospital-3"].returncode != 0        # it exited instead of retrying forever
+        assert dep.procs["hospital-4"].returncode != 0        # it exited instead of retrying forever
 
-        # The hospital with no data refuses with its reason; the two others carry the round.
-        goes_on = dep.run(base_run(fed_data, rounds=1, **{"min-participants": 2}), timeout=150)
-        assert goes_on["status"] == "completed", goes_on["reason"]
-        assert goes_on["rounds"][0]["participants"] == 2
+        # The hospital with no data refuses with its reason; the three others carry the round, and
+        # their sum is the simulator's (test mode, same seeds) within the quantization bound.
+        goes_on = dep.run(base_run(fed_data, seed=0, rounds=1, hospitals=HOSPITALS + 1,
+                                   **{"min-participants": HOSPITALS, "noise-seed": 0, "noise-multiplier": 1.0}),
+                          timeout=240)
+        check_parity(fed_data, goes_on, rounds=1)
         assert any("holds no patients" in f or "data-dir" in f for f in goes_on["rounds"][0]["failures"])
 
         # A model version the nodes do not have: every node refuses; the run stops, saying so.

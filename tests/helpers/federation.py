@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from federation.config import RunConfig
+from federation.secagg import aggregate_error_bound
 from federation.task import accountant_delta, flat_weights, load_hospital, run_noise_multiplier
 from trainer.data.augment import Augment
 from edge_client.preprocess import PreprocessConfig
@@ -17,7 +18,7 @@ from trainer.dp.noise import seeded_generator
 from trainer.dp.per_sample import PerSampleClipper
 from trainer.dp.server_optimizers import ServerOptimizer
 from trainer.model import build_model
-from trainer.privacy import PrivacyLedger
+from trainer.privacy import PrivacyLedger, round_up
 
 HOSPITALS = 3
 # Parity is bit-level before quantization only if the nodes and the simulator run torch with the
@@ -74,3 +75,26 @@ def _simulate(fed_data: dict, run_values: dict, trace: dict) -> tuple[list[np.nd
         weights, state = server_step(weights, state, torch.from_numpy(fed_aggregate).to(weights.dtype),
                                      optimizer=optimizer, expected_batch_size=expected)
     return out, ledger
+
+
+def check_parity(fed_data: dict, results: dict, rounds: int = 2) -> list[float]:
+    """A test-mode run's per-round aggregates (trace.npz) equal the simulator's within the
+    quantization bound, with the simulator's ε; returns each round's worst error."""
+    assert results["status"] == "completed", results["reason"]
+    assert [r["participants"] for r in results["rounds"]] == [HOSPITALS] * rounds
+    trace = dict(np.load(Path(results["config"]["out_dir"]) / "trace.npz"))
+    sim, ledger = simulator_aggregates(fed_data, results["config"], trace)
+    bound = aggregate_error_bound(results["prescale"]["quantization_step"], HOSPITALS)
+    worst = []
+    for round_, (fed, expected) in enumerate(zip(trace["aggregates"], sim), start=1):
+        error = np.abs(fed - expected)
+        # Quantization (stochastic rounding, < 1 step per hospital) plus float32 rounding of S.
+        over = np.flatnonzero(error > bound + 1e-6 * (1 + np.abs(expected)))
+        assert over.size == 0, (f"round {round_}: {over.size} of {error.size} coordinates off by more than {bound:.3g} "
+                                f"(worst {error.max():.3g} at {int(error.argmax())}, first {over[:5].tolist()})")
+        worst.append(float(error.max()))
+    if results["noise_multiplier"] > 0:
+        assert results["privacy"]["history"] == [list(h) for h in ledger.history]
+        assert results["privacy"]["epsilon"] == round_up(ledger.epsilon())
+        assert results["privacy"]["seeded"] is True
+    return worst
