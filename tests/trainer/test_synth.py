@@ -112,7 +112,7 @@ def test_difficulty_learnable_but_not_from_colour(tmp_path):
             return model(torch.from_numpy(x)).argmax(1).numpy()
 
     best = (-2.0, None)
-    for _ in range(20):
+    for _ in range(16):  # the best validation epoch was 15 of 20 here (kappa 0.80), 10 the first above 0.75
         model.train()
         for idx in torch.randperm(len(xtr_t), generator=gen).split(32):
             loss = torch.nn.functional.cross_entropy(model(aug(xtr_t[idx], gen)), ytr_t[idx])
