@@ -147,7 +147,9 @@ def test_empty_sample_still_sends_noise(tiny_model):
 
 
 def test_k_hospitals_in_one_call_equal_the_sum_of_their_single_calls(tiny_model):
-    """The simulator (K hospitals, one batched clip) and Flower (one hospital each) send the same sum."""
+    """The simulator (K hospitals in one call) and Flower (one hospital each) send the same sum; the
+    clipped sums are bit for bit the same (each hospital clips its own batch in both), which is what
+    lets a deployment match the simulator to the quantization step."""
     clipper = PerSampleClipper(tiny_model, method="functorch", clipping_norm=0.7)
     torch.manual_seed(3)
     hospitals = [HospitalData(torch.randn(6, 3, 32, 32), torch.randint(0, 5, (6,)), torch.arange(6))
@@ -157,3 +159,6 @@ def test_k_hospitals_in_one_call_equal_the_sum_of_their_single_calls(tiny_model)
     apart = sum(hospital_shares(clipper, [h], sample_rate=0.5, share_std=0.3, noise_generators=[g]).total
                 for h, g in zip(hospitals, gens()))
     assert torch.allclose(together, apart, atol=1e-5)
+    no_noise = lambda hs: hospital_shares(clipper, hs, sample_rate=1.0, share_std=0.0,  # noqa: E731
+                                          noise_generators=[None] * len(hs)).total
+    assert torch.equal(no_noise(hospitals), sum(no_noise([h]) for h in hospitals))
