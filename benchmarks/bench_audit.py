@@ -12,7 +12,6 @@ the figure to docs/audit.md and docs/audit_roc.png.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evidence_common import CHOSEN_DIFFICULTY, REPO, hospitals, public_body  # noqa: E402
+from evidence_common import REPO, evidence_parser, hospitals, parse, public_body  # noqa: E402
 
 from edge_client.fileio import atomic_write_text  # noqa: E402
 from trainer.audit.harness import audit_config, run_audit  # noqa: E402
@@ -41,19 +40,11 @@ IN_FIGURE = [0, 4, 8, 5]   # central, dopamine ε = 2, dopamine ε = 8, dopamine
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", required=True, type=Path)
-    parser.add_argument("--difficulty", type=float, default=CHOSEN_DIFFICULTY)
+    parser = evidence_parser(__doc__.splitlines()[0])
     parser.add_argument("--canaries", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--sample-rate", type=float, default=0.1)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--docs", action="store_true", help="copy the table and figure into docs/")
-    args = parser.parse_args()
-    if args.difficulty is None:
-        parser.error("--difficulty: none chosen yet; run benchmarks/bench_difficulty.py first")
+    args = parse(parser)
     warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
     started, load = time.time(), os.getloadavg()[0]
     body = public_body(args.work, size=args.size, threads=args.threads, device=args.device)

@@ -11,7 +11,6 @@ and figure to docs/rounds.md and docs/rounds.png.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -19,23 +18,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evidence_common import CHOSEN_DIFFICULTY, REPO, hospitals, public_body, trainer  # noqa: E402
+from evidence_common import REPO, evidence_parser, hospitals, parse, public_body, trainer  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", required=True, type=Path)
-    parser.add_argument("--difficulty", type=float, default=CHOSEN_DIFFICULTY)
+    parser = evidence_parser(__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--rounds", default="25,50,100,200,400")
     parser.add_argument("--epsilon", default="8")
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--docs", action="store_true", help="copy the table and figure into docs/")
-    args = parser.parse_args()
-    if args.difficulty is None:
-        parser.error("--difficulty: none chosen yet; run benchmarks/bench_difficulty.py first")
+    args = parse(parser)
     started, load = time.time(), os.getloadavg()[0]
     body = public_body(args.work, size=args.size, threads=args.threads, device=args.device)
     data = hospitals(args.work, size=args.size, difficulty=args.difficulty)

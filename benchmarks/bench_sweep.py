@@ -10,7 +10,6 @@ killed sweep). `--docs` copies the table and figure to docs/sweep.md and docs/sw
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -18,23 +17,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evidence_common import CHOSEN_DIFFICULTY, REPO, hospitals, public_body, trainer  # noqa: E402
+from evidence_common import REPO, evidence_parser, hospitals, parse, public_body, trainer  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", required=True, type=Path)
-    parser.add_argument("--difficulty", type=float, default=CHOSEN_DIFFICULTY)
+    parser = evidence_parser(__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epsilons", default="1,2,4,8")
     parser.add_argument("--modes", default="central,central-dp,fedavg,fl-parallel-dp,dopamine")
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--docs", action="store_true", help="copy the table and figure into docs/")
-    args = parser.parse_args()
-    if args.difficulty is None:
-        parser.error("--difficulty: none chosen yet; run benchmarks/bench_difficulty.py first")
+    args = parse(parser)
     started, load = time.time(), os.getloadavg()[0]
     body = public_body(args.work, size=args.size, threads=args.threads, device=args.device)
     data = hospitals(args.work, size=args.size, difficulty=args.difficulty)

@@ -10,6 +10,7 @@ The hospitals hold as many synthetic patients as APTOS 2019's training set (3662
 """
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -23,6 +24,25 @@ HOSPITAL_N, HOSPITAL_SEED = 3662, 1   # APTOS 2019 train.csv rows
 # Chosen by benchmarks/bench_difficulty.py before any private run (docs/EVIDENCE.md): the largest
 # validation gain of `central` over the public model (+0.080 at 0.5; +0.066 at 0, +0.029 at 1).
 CHOSEN_DIFFICULTY = 0.5
+
+
+def evidence_parser(description: str) -> argparse.ArgumentParser:
+    """The options every evidence benchmark takes; a script adds its own, then calls `parse`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--work", required=True, type=Path)
+    parser.add_argument("--difficulty", type=float, default=CHOSEN_DIFFICULTY)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--docs", action="store_true", help="copy the table and figure into docs/")
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    args = parser.parse_args()
+    if args.difficulty is None:
+        parser.error("--difficulty: none chosen yet; run benchmarks/bench_difficulty.py first")
+    return args
 
 
 def trainer(*args: str, threads: int = 1) -> None:
