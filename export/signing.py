@@ -134,6 +134,22 @@ def load_private_key(path: str | Path) -> SigningKey:
     return SigningKey(_read_key(path, "private"))
 
 
+def load_publisher_private_key(path: str | Path, publisher_key: bytes) -> SigningKey:
+    """Read ``private.key`` and check it is the private half of ``publisher_key`` (raw 32 bytes).
+
+    Raises:
+        ExportError: the file is missing, unreadable or malformed, or holds another key (names it).
+    """
+    try:
+        key = load_private_key(path)
+    except OSError as exc:
+        raise ExportError(f"{path}: not a usable private key ({exc})") from None
+    if bytes(key.verify_key) != bytes(publisher_key):
+        raise ExportError(f"{path}: not the private half of this hub's publisher key: devices would refuse "
+                          f"what it signs")
+    return key
+
+
 def load_public_key(path: str | Path) -> VerifyKey:
     """Read ``public.key``; raises ExportError naming the file if it is missing or malformed."""
     return VerifyKey(_read_key(path, "public"))

@@ -122,6 +122,16 @@ def _config_flags(s: argparse.ArgumentParser) -> None:
                    help="build on a seeded (test) base checkpoint, marked 'no DP guarantee: test build'")
 
 
+def _check_signing_key(private_key: Path, publisher_key_file: Path) -> None:
+    from export import ExportError
+    from export.signing import load_public_key, load_publisher_private_key
+
+    try:
+        load_publisher_private_key(private_key, bytes(load_public_key(publisher_key_file)))
+    except ExportError as exc:
+        raise HubError(str(exc)) from None
+
+
 def _configure(args, *, init: bool = False) -> None:
     from hub.device_updates import install_signing_key, write_config
     from hub.index import delegate, has_index
@@ -267,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "init":
+            if args.signing_key:   # refused before the hub folder exists, not after
+                _check_signing_key(args.signing_key, args.publisher_key)
             init_hub(args.root, args.publisher_key)
             print(f"hub initialised at {args.root}")
             _configure(args, init=True)

@@ -72,7 +72,7 @@ def delegate(root: Path, publisher_private_key: Path, *, rotate: bool = False) -
         HubError: the private key is unreadable or is not the hub's publisher key.
     """
     from export import ExportError
-    from export.signing import generate_private_key, load_private_key
+    from export.signing import generate_private_key, load_private_key, load_publisher_private_key
 
     root = Path(root)
     reg = Registry(root)
@@ -81,12 +81,9 @@ def delegate(root: Path, publisher_private_key: Path, *, rotate: bool = False) -
     finally:
         reg.close()
     try:
-        signer = load_private_key(publisher_private_key)
-    except (ExportError, OSError) as exc:
-        raise HubError(f"{publisher_private_key}: not a usable private key ({exc})") from None
-    if bytes(signer.verify_key) != publisher:
-        raise HubError(f"{publisher_private_key}: not the private half of this hub's publisher key: devices would "
-                       f"refuse what it signs")
+        load_publisher_private_key(publisher_private_key, publisher)
+    except ExportError as exc:
+        raise HubError(str(exc)) from None
     key_path = index_key_path(root)
     try:
         if rotate or not key_path.exists():

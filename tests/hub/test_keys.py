@@ -44,3 +44,22 @@ def test_a_symlinked_key_folder_and_an_existing_index_key_are_refused(tmp_path):
     with pytest.raises(ExportError, match="already exists"):
         generate_private_key(tmp_path / "index.key")
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary file left behind
+
+
+def test_a_signing_key_that_is_not_the_publishers_is_refused_naming_it(tmp_path):
+    """`hub init --signing-key` and `hub delegate` refuse another key (devices would refuse what it
+    signs) and a file that is no key; nothing is installed or delegated."""
+    publisher, other = generate_keypair(tmp_path / "publisher"), generate_keypair(tmp_path / "other")
+    junk = tmp_path / "junk.key"
+    junk.write_text("not a key\n")
+    hub = tmp_path / "hub"
+    for wrong, says in ((other[0], "not the private half of this hub's publisher key"), (junk, str(junk))):
+        r = run_cli("hub", "init", "--root", hub, "--publisher-key", publisher[1], "--signing-key", wrong)
+        assert r.returncode != 0 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not hub.exists()            # refused before the hub folder is made
+    r = run_cli("hub", "init", "--root", hub, "--publisher-key", publisher[1])
+    assert r.returncode == 0, r.stderr
+    r = run_cli("hub", "delegate", "--root", hub, "--signing-key", other[0])
+    assert r.returncode != 0 and "not the private half" in r.stderr and str(other[0]) in r.stderr, r.stderr
+    r = run_cli("hub", "delegate", "--root", hub, "--signing-key", publisher[0])
+    assert r.returncode == 0, r.stderr
