@@ -4,9 +4,10 @@ runtime installs), started once for this module and used in order:
 1. against the in-process simulator in test mode from the same seeds: per-round aggregates agree
    with the simulator's `RoundResult.aggregate` within the quantization bound, with noise on and
    off (two runs at once on the same nodes), and ε is the same;
-2. a hospital dies mid-round: SecAgg+ (with its timeout) unmasks the survivors' sum, whose noise
+2. a model version the nodes do not have: every node refuses and the run stops, saying so;
+3. a hospital dies mid-round: SecAgg+ (with its timeout) unmasks the survivors' sum, whose noise
    is still at least σC because shares are sized for K_min survivors;
-3. with that hospital gone, a run that needs all three stops with its reason. Nothing hangs.
+4. with that hospital gone, a run that needs all three stops with its reason. Nothing hangs.
 
 Flower's own executor (a `flwr-clientapp` process per message, the deployment default) is checked
 against the simulator in test_deployment_bad_input.py, on the deployment that also has bad nodes.
@@ -57,6 +58,12 @@ def test_deployment_matches_simulator_noise_on_and_off(fed_data, fast_deployment
     for k in range(HOSPITALS):
         saved = json.loads((dep.work / f"hospital-{k}" / "state" / LEDGER_FILE).read_text())
         assert saved["ledger"]["history"] == results["noise"]["privacy"]["history"]
+
+
+def test_a_model_version_the_nodes_lack_stops_the_run(fed_data, fast_deployment):
+    dep, _ = fast_deployment
+    stops = dep.run(base_run(fed_data, rounds=1, **{"model-version": "squeezenet1_1-dr/v0"}), timeout=120)
+    assert stops["status"] == "stopped" and "model version mismatch" in stops["reason"], stops["reason"]
 
 
 def test_node_killed_mid_round(fed_data, fast_deployment):
