@@ -9,9 +9,15 @@ import pytest
 
 from federation.secagg import aggregate_error_bound
 from federation.launch.simulate import run_simulation
-from tests.helpers.federation import HOSPITALS, TEST_APP, base_run, simulator_aggregates
+from tests.helpers.federation import HOSPITALS, NODE_ENV, TEST_APP, base_run, simulator_aggregates
 
 pytestmark = pytest.mark.slow  # real multi-process deployments
+
+
+@pytest.fixture(autouse=True)
+def node_threads(monkeypatch):
+    """The virtual nodes (subprocesses) run torch on the simulator's thread count (parity)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", NODE_ENV["OMP_NUM_THREADS"])
 
 
 def test_flwr_run_on_simulation_engine(fed_data, tmp_path):
