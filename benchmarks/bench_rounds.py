@@ -11,14 +11,11 @@ and figure to docs/rounds.md and docs/rounds.png.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evidence_common import REPO, evidence_parser, hospitals, parse, public_body, trainer  # noqa: E402
+from evidence_common import evidence_parser, parse, run_sweep  # noqa: E402
 
 
 def main() -> int:
@@ -27,18 +24,8 @@ def main() -> int:
     parser.add_argument("--rounds", default="25,50,100,200,400")
     parser.add_argument("--epsilon", default="8")
     args = parse(parser)
-    started, load = time.time(), os.getloadavg()[0]
-    body = public_body(args.work, size=args.size, threads=args.threads, device=args.device)
-    data = hospitals(args.work, size=args.size, difficulty=args.difficulty)
-    out = args.work / f"rounds-{args.size}-d{args.difficulty:g}"
-    trainer("sweep", "--data", str(data), "--weights", str(body), "--weights-public", "--out", str(out),
-            "--modes", "dopamine", "--seeds", args.seeds, "--epsilons", args.epsilon, "--rounds-grid", args.rounds,
-            "--image-size", str(args.size), "--threads", str(args.threads), "--device", args.device)
-    if args.docs:
-        shutil.copyfile(out / "rounds.md", REPO / "docs" / "rounds.md")
-        shutil.copyfile(out / "rounds.png", REPO / "docs" / "rounds.png")
-    print(f"bench_rounds: {time.time() - started:.0f} s in this call; 1-min load at start {load:.1f}, "
-          f"{os.cpu_count()} CPUs")
+    run_sweep(args, "rounds", "--modes", "dopamine", "--seeds", args.seeds, "--epsilons", args.epsilon,
+              "--rounds-grid", args.rounds)
     return 0
 
 

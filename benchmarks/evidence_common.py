@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -74,3 +75,20 @@ def hospitals(work: Path, *, size: int, difficulty: float) -> Path:
         trainer("synth", "--out", str(data), "--n", str(HOSPITAL_N), "--size", str(size),
                 "--seed", str(HOSPITAL_SEED), "--difficulty", f"{difficulty:g}")
     return data
+
+
+def run_sweep(args: argparse.Namespace, name: str, *sweep_args: str) -> None:
+    """The public body and the hospitals (once under WORK), then `trainer sweep SWEEP_ARGS` into
+    WORK/<name>-<size>-d<difficulty>; `--docs` copies its <name>.md and <name>.png into docs/.
+    Prints the time this call took and the machine's load when it started."""
+    started, load = time.time(), os.getloadavg()[0]
+    body = public_body(args.work, size=args.size, threads=args.threads, device=args.device)
+    data = hospitals(args.work, size=args.size, difficulty=args.difficulty)
+    out = args.work / f"{name}-{args.size}-d{args.difficulty:g}"
+    trainer("sweep", "--data", str(data), "--weights", str(body), "--weights-public", "--out", str(out),
+            *sweep_args, "--image-size", str(args.size), "--threads", str(args.threads), "--device", args.device)
+    if args.docs:
+        for suffix in (".md", ".png"):
+            shutil.copyfile(out / f"{name}{suffix}", REPO / "docs" / f"{name}{suffix}")
+    print(f"bench_{name}: {time.time() - started:.0f} s in this call; 1-min load at start {load:.1f}, "
+          f"{os.cpu_count()} CPUs")
