@@ -2,7 +2,6 @@
 test_gate_real_photos.py): false refusals of fundus photos, acceptances of other images, and the
 right reason for each way a fundus photo can be unusable."""
 import numpy as np
-import pytest
 from tests.helpers.photos import blurred, darkened, fundus_photos, non_fundus_photos
 
 from edge_client.errors import PhotoQualityError

@@ -11,7 +11,6 @@ import time
 from urllib.parse import urlsplit
 
 import numpy as np
-import pytest
 from tests.helpers.bundles import PY, ROOT, HubProcess, fake_update, init_hub, run_cli, write_bundle
 
 from edge_client.api import EdgeClient

@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from edge_client.privacy_figures import epsilon_str
 from trainer.checkpoint import load_checkpoint
 from trainer.cli import main
 
@@ -46,8 +47,10 @@ def test_every_mode_writes_a_complete_run(tiny_fundus, tmp_path, mode):
         assert rows[-1]["epsilon"] == privacy["epsilon"]
         if mode == "dopamine":
             assert privacy["epsilon"] <= 20
+        assert f"ε = {epsilon_str(privacy['epsilon'])}, δ = 0.001" in card   # the card says what the checkpoint holds
     else:
         assert privacy["epsilon"] is None
+        assert "ε = ∞" in card
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
 
