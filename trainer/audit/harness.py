@@ -30,7 +30,7 @@ import torch
 from trainer.audit.bounds import audit_bound
 from trainer.audit.canaries import CanaryClipper, CanaryGradientHooks, SumRecorder, draw_canaries, with_canaries
 from trainer.config import TrainConfig, resolve, validate
-from trainer.dp.noise import seeded_generator
+from trainer.dp.noise import gaussian_noise, poisson_sample, seeded_generator
 
 BREAKS = ("noise-off", "known-seed")
 KNOWN_SEED = 1234   # the "leaked" noise seed of the known-seed break
@@ -119,7 +119,8 @@ def _replayed_noise(mode, sums: int, coordinates: torch.Tensor) -> np.ndarray:
     """(sums, m): the known-seed break's noise at the canaries' coordinates, as the auditor replays it.
 
     Each seeded hospital generator draws its Poisson sample, then its noise share, every step
-    (trainer/dp/noise.py); the auditor knows the seed, the declared N_k and the share's std.
+    (trainer/dp/noise.py); the auditor knows the seed, the declared N_k and the share's std, and
+    replays the product's own draws.
     """
     generators = [seeded_generator(KNOWN_SEED, k + 1) for k in range(len(mode.hospitals))]
     size = sum(p.numel() for p in mode.params)
@@ -127,8 +128,8 @@ def _replayed_noise(mode, sums: int, coordinates: torch.Tensor) -> np.ndarray:
     for t in range(sums):
         total = torch.zeros(size, dtype=torch.float32)
         for generator, data in zip(generators, mode.hospitals):
-            torch.rand(data.num_patients, generator=generator)
-            total += torch.randn(size, generator=generator, dtype=torch.float64).to(torch.float32) * mode.share_std
+            poisson_sample(data.num_patients, sample_rate=mode.sample_rate, generator=generator)
+            total += gaussian_noise(size, std=mode.share_std, generator=generator)
         out[t] = total[coordinates].double().numpy()
     return out
 
