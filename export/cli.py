@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--key", type=Path, help="private.key from `keygen` (default: a DEVELOPMENT key, with a warning)")
     run.add_argument("--version", dest="model_version", type=int, default=1, help="model_version (monotonic, default 1)")
     run.add_argument("--calibration", type=Path, help="folder of calibration photos (default: synthetic fundus photos)")
-    run.add_argument("--calibration-images", type=int, default=100, help="number of calibration images (default 100)")
+    run.add_argument("--calibration-images", type=int, default=100, help="number of calibration images (default 100; int8 activations "
+                          "are considered only from 43 up: parity.MIN_SELECTION_IMAGES)")
     run.add_argument("--calibration-method", choices=("minmax", "entropy", "percentile"), default="minmax",
                      help="ONNX Runtime activation calibration (default minmax)")
     run.add_argument("--test-data", type=Path, help="labelled APTOS-layout folder for the parity report "

@@ -112,6 +112,12 @@ def selection_images(calibration: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(turns + mirrors))
 
 
+# Fewest selection images that can show a flip rate under the 0.5 % target: with no flip in n
+# images, the 95 % upper bound on the (doubled-error) flip rate is 3/n (the rule of three), and
+# 3/300 = 1 % doubled is ~0.5 % as measured. 300 selection images = 43 calibration photos.
+MIN_SELECTION_IMAGES = 300
+
+
 def keeps_decisions(logits: np.ndarray, ref_logits: np.ndarray, *, error_factor: float = 2.0,
                     rule: dict | None = None) -> bool:
     """Does the artifact keep every fp32 decision on the selection images with twice its error?
@@ -128,9 +134,15 @@ def keeps_decisions(logits: np.ndarray, ref_logits: np.ndarray, *, error_factor:
         rule: the referable decision (``referral_rule``: the manifest's threshold on calibrated
             P(referable)); default: top-1 grade >= 2.
 
+    Fewer than ``MIN_SELECTION_IMAGES`` images cannot tell a 2 % flip rate from 0.5 %: the answer
+    is then False (CI once shipped int8 activations chosen on 112 images, 16 calibration photos,
+    that flipped the referable decision of 1 in 40 parity photos).
+
     Returns:
-        True when neither the top-1 grade nor the referable decision flips.
+        True when there are enough images and neither the top-1 grade nor the referable decision flips.
     """
+    if len(ref_logits) < MIN_SELECTION_IMAGES:
+        return False
     stressed = ref_logits + error_factor * (logits - ref_logits)
     return min(agreement(stressed, ref_logits, **(rule or referral_rule(None)))) == 1.0
 

@@ -30,7 +30,7 @@ def test_a_published_model_keeps_its_privacy_claims_on_the_device(tmp_path):
                 "--delta", "1e-3", "--threads", "1", "--quiet", timeout=600))
     _ok(run_cli("export", "keygen", "--out", keys))
     _ok(run_cli("export", "all", "--checkpoint", run / "model.pt", "--out", dist, "--formats", "onnx",
-                "--key", keys / "private.key", "--calibration-images", "16", "--test-images", "40",
+                "--key", keys / "private.key", "--calibration-images", "16", "--test-images", "200",
                 "--latency-runs", "1", timeout=600))
     init_hub(hub_root, keys / "public.key")
     _ok(run_cli("hub", "publish", dist, "--root", hub_root, "--checkpoint", run / "model.pt"))

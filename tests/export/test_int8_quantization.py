@@ -70,6 +70,9 @@ def test_the_selection_rule_asks_for_margin():
     assert parity.keeps_decisions(ref + error, ref)  # ...nor with twice the error
     error[0, ref[0].argmax()] = -0.6 * margin[0]  # one image within twice its error of a flip
     assert not parity.keeps_decisions(ref + error, ref)
+    few = parity.MIN_SELECTION_IMAGES - 1  # no flip in too few images is no evidence
+    assert parity.keeps_decisions(ref[:few + 1].copy(), ref[:few + 1])
+    assert not parity.keeps_decisions(ref[:few].copy(), ref[:few])
     turned = parity.selection_images(np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4))
     assert turned.shape == (14, 3, 4, 4)
     assert len({t.tobytes() for t in turned}) == 14  # seven different views of each of the two images
