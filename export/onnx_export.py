@@ -148,8 +148,8 @@ def _weight_only(fp32_path: Path, out_path: Path) -> None:
         weight = node.input[1] if node.op_type == "Conv" else None
         if weight in inits and node.name not in head:
             w = numpy_helper.to_array(inits[weight])
-            scale = (np.abs(w).reshape(len(w), -1).max(1) / weight_rounding.QMAX).astype(np.float32)
-            scale[scale == 0] = 1.0
+            rows = torch.from_numpy(w).double().reshape(len(w), -1)
+            scale = weight_rounding.grid_scale(rows).float().numpy()
             q = np.clip(np.round(w / scale[:, None, None, None]), -weight_rounding.QMAX, weight_rounding.QMAX)
             model.graph.initializer.remove(inits[weight])
             model.graph.initializer.extend([numpy_helper.from_array(q.astype(np.int8), weight + "_q"),

@@ -61,6 +61,12 @@ def _second_moments(module: torch.nn.Module, layers: dict[str, torch.nn.Conv2d],
     return {name: sums[name] / counts[name] for name in layers}
 
 
+def grid_scale(weight: torch.Tensor, *, per_tensor: bool = False) -> torch.Tensor:
+    """The int8 step of each row of a (out, d) weight matrix: ``max|w| / 127``, the converters' own."""
+    peak = weight.abs().max().expand(len(weight)) if per_tensor else weight.abs().amax(1)
+    return peak.clamp_min(1e-12) / QMAX
+
+
 def gptq_round(weight: torch.Tensor, hessian: torch.Tensor, *, per_tensor: bool = False) -> torch.Tensor:
     """Round a (out, d) weight matrix onto the symmetric int8 grid, compensating output error.
 
@@ -75,8 +81,7 @@ def gptq_round(weight: torch.Tensor, hessian: torch.Tensor, *, per_tensor: bool 
     """
     w = weight.detach().double().clone()
     rows, cols = w.shape
-    peak = w.abs().amax(1) if not per_tensor else w.abs().max().expand(rows)
-    scale = peak.clamp_min(1e-12) / QMAX
+    scale = grid_scale(w, per_tensor=per_tensor)
     h = hessian.clone()
     dead = torch.diag(h) == 0  # inputs that are always 0 carry no information: round them to 0
     h[dead, dead] = 1.0
@@ -155,6 +160,5 @@ def rounded_copy(module: torch.nn.Module, images: np.ndarray, *, per_tensor: set
 def on_grid(weight: torch.Tensor | np.ndarray, *, per_tensor: bool = False, atol: float = 1e-4) -> bool:
     """True when every weight is an integer number of steps (``max|w| / 127``) within ``atol`` steps."""
     w = torch.as_tensor(weight).double().reshape(len(weight), -1)
-    peak = w.abs().max().expand(len(w)) if per_tensor else w.abs().amax(1)
-    steps = w / (peak.clamp_min(1e-12) / QMAX)[:, None]
+    steps = w / grid_scale(w, per_tensor=per_tensor)[:, None]
     return bool((steps - steps.round()).abs().max() <= atol)

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow  # real multi-process deployments
 @pytest.fixture(scope="module")
 def fast_deployment(fed_data, certs, tmp_path_factory):
     """The fast setup (adaptive polling, a warm ClientApp process per node rung by its SuperNode);
-    hospital 2 stalls on demand (tests/federation/flower_app/apps.py)."""
+    hospital 2 stalls on demand (tests/federation/flower_app/client.py)."""
     work = tmp_path_factory.mktemp("deployment")
     stall = work / "stall-trigger"
     spec = DeploySpec(workdir=work / "dep", certs=certs, hospital_dirs=[Path(d) for d in fed_data["hospitals"]],
