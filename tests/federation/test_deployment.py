@@ -69,7 +69,7 @@ def test_a_model_version_the_nodes_lack_stops_the_run(fed_data, fast_deployment)
 def test_node_killed_mid_round(fed_data, fast_deployment):
     dep, stall = fast_deployment
     sigma, clip = 1.0, 1.0
-    config = base_run(fed_data, seed=0, **{"noise-multiplier": sigma, "min-participants": 2, "secagg-timeout": 20.0})
+    config = base_run(fed_data, seed=0, **{"noise-multiplier": sigma, "min-participants": 2, "secagg-timeout": 12.0})
     stall.write_text("2:600")                          # hospital 2 will hang in round 2's training
     marker = dep.work / "hospital-2" / "state" / "stalled-round-2"
     with ThreadPoolExecutor(1) as pool:
