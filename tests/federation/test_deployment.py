@@ -60,6 +60,15 @@ def test_deployment_matches_simulator_noise_on_and_off(fed_data, fast_deployment
         assert saved["ledger"]["history"] == results["noise"]["privacy"]["history"]
 
 
+def test_no_flower_process_phones_out(fast_deployment):
+    """Flower posts usage telemetry from every process unless told not to; every process the
+    deployment started (SuperLink, SuperNodes, warm workers) runs with it off."""
+    dep, _ = fast_deployment
+    for name, proc in dep.procs.items():
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+        assert b"FLWR_TELEMETRY_ENABLED=0" in environ, name
+
+
 def test_a_model_version_the_nodes_lack_stops_the_run(fed_data, fast_deployment):
     dep, _ = fast_deployment
     stops = dep.run(base_run(fed_data, rounds=1, **{"model-version": "squeezenet1_1-dr/v0"}), timeout=120)
