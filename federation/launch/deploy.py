@@ -305,13 +305,8 @@ class Deployment:
             run_id = int(json.loads(started.stdout)["run-id"])
         except (ValueError, KeyError, TypeError):
             raise DeployError(f"flwr run failed: {_last_line(started)}") from None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.run_status(run_id)
-            if status.startswith("finished"):
-                break
-            time.sleep(0.5)
-        else:
+        status = wait_for_run(lambda: self.run_status(run_id), out_dir / "results.json", timeout=timeout)
+        if status is None:
             self.flwr("stop", str(run_id), CONNECTION)
             raise DeployError(f"run {run_id} did not finish within {timeout:.0f} s (stopped it)")
         results = out_dir / "results.json"
@@ -328,6 +323,34 @@ class Deployment:
             return str(runs[0]["status"])
         except (ValueError, KeyError, IndexError, TypeError):
             return "unknown"
+
+
+def wait_for_run(flower_status, results: Path, *, timeout: float, recheck: float = 5.0) -> str | None:
+    """Wait until Flower says a run finished; its status, or None after ``timeout`` seconds.
+
+    Flower's status comes from a `flwr list` process (``flower_status()``), about 1 s of CPU each:
+    polled every 0.5 s it took a core from the run it waited for. So it is asked when the
+    ServerApp's results.json says the run ended, and every ``recheck`` seconds otherwise (a run
+    that dies before writing results); the file is read every 0.2 s.
+    """
+    deadline = time.monotonic() + timeout
+    ask_at = time.monotonic() + recheck
+    while time.monotonic() < deadline:
+        if _results_final(results) or time.monotonic() >= ask_at:
+            status = flower_status()
+            if status.startswith("finished"):
+                return status
+            ask_at = time.monotonic() + recheck
+        time.sleep(0.2)
+    return None
+
+
+def _results_final(results: Path) -> bool:
+    """Has the ServerApp written a final status (not "running") to results.json?"""
+    try:
+        return json.loads(results.read_text()).get("status", "running") != "running"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def clientapp_reference(app_dir: Path) -> str:
@@ -351,4 +374,4 @@ def _last_line(out: subprocess.CompletedProcess) -> str:
     return lines[-1].strip("│ ") if lines else f"exit code {out.returncode}"
 
 
-__all__ = ["Deployment", "DeploySpec", "DeployError", "flower_env"]
+__all__ = ["Deployment", "DeploySpec", "DeployError", "flower_env", "wait_for_run"]

@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from federation.launch.deploy import APP_DIR, BIN, DeployError, _last_line, _toml, flower_env
+from federation.launch.deploy import APP_DIR, BIN, DeployError, _last_line, _toml, flower_env, wait_for_run
 from edge_client.fileio import atomic_write
 from federation.launch.procs import alive, free_port, start, stop_pids
 
@@ -50,19 +50,17 @@ def run_simulation(*, data_root: str | Path, hospitals: int, workdir: str | Path
             run_id = int(json.loads(started.stdout)["run-id"])
         except (ValueError, KeyError, TypeError):
             raise DeployError(f"flwr run (simulation) failed: {_last_line(started)}") from None
-        deadline, status = time.monotonic() + timeout, "unknown"
-        while time.monotonic() < deadline:
+        def flower_status() -> str:
             out = cli("list", CONNECTION, "--run-id", str(run_id), "--format", "json")
             try:
-                status = str(json.loads(out.stdout)["runs"][0]["status"])
+                return str(json.loads(out.stdout)["runs"][0]["status"])
             except (ValueError, KeyError, IndexError, TypeError):
-                status = "unknown"
-            if status.startswith("finished"):
-                break
-            time.sleep(1.0)
-        else:
-            raise DeployError(f"simulation run {run_id} did not finish within {timeout:.0f} s")
+                return "unknown"
+
         results_path = Path(config["out-dir"]) / "results.json"
+        status = wait_for_run(flower_status, results_path, timeout=timeout)
+        if status is None:
+            raise DeployError(f"simulation run {run_id} did not finish within {timeout:.0f} s")
         if not results_path.is_file():
             raise DeployError(f"simulation run {run_id} {status} without results: see {work / 'superlink.log'}")
         results = json.loads(results_path.read_text())

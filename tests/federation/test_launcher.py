@@ -92,3 +92,28 @@ def test_warm_worker_with_a_taken_doorbell_port_says_so():
     finally:
         bell.close()
     assert out.returncode == 1 and "doorbell: cannot listen" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_waiting_for_a_run_asks_flower_only_when_results_say_it_ended(tmp_path):
+    """`flwr list` costs a process a call: it is asked on the results file's final status, or
+    every `recheck` seconds for a run that dies without results; a run that never ends times out."""
+    import threading
+
+    from federation.launch.deploy import wait_for_run
+
+    results, asked = tmp_path / "results.json", []
+    results.write_text(json.dumps({"status": "running"}))
+
+    def flower_status() -> str:
+        asked.append(time.monotonic())
+        final = json.loads(results.read_text())["status"] != "running"
+        return "finished:completed" if final else "running"
+
+    threading.Timer(1.0, lambda: results.write_text(json.dumps({"status": "completed"}))).start()
+    start = time.monotonic()
+    assert wait_for_run(flower_status, results, timeout=30, recheck=10) == "finished:completed"
+    assert len(asked) == 1 and 0.9 < time.monotonic() - start < 5   # asked once, right after the file said so
+
+    asked.clear()   # no results file at all (the ServerApp died): Flower is asked every `recheck` s
+    assert wait_for_run(lambda: asked.append(1) or "running", tmp_path / "none.json", timeout=1.6, recheck=0.5) is None
+    assert 2 <= len(asked) <= 4
