@@ -31,10 +31,10 @@ CONNECTION = "dopamine-local"
 def flower_env(flwr_home: Path) -> dict[str, str]:
     """Environment of every Flower process: its own FLWR_HOME, the repo on PYTHONPATH (the app's
     code is installed, never fetched), no runtime installs, no update checks, no telemetry (Flower
-    posts a usage event to telemetry.flower.ai at each process start and exit unless told not to:
-    a hospital node must not phone out, and offline every ClientApp exit waited 4 s for it). (SuperExec's task
-    poll stays at its 1 s default: it only delays a run's start, and polling it faster costs the
-    SuperLink a request each time.)"""
+    posts a usage event to telemetry.flower.ai from its processes unless told not to: a hospital
+    node must not call out, and offline a ClientApp's exit can wait up to 4 s for the post).
+    (SuperExec's task poll stays at its 1 s default: it only delays a run's start, and polling it
+    faster costs the SuperLink a request each time.)"""
     env = dict(os.environ)
     env.update({"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "FLWR_HOME": str(flwr_home),
                 "PYTHONPATH": str(REPO), "FLWR_DISABLE_UPDATE_CHECK": "1",

@@ -50,6 +50,7 @@ def run_simulation(*, data_root: str | Path, hospitals: int, workdir: str | Path
             run_id = int(json.loads(started.stdout)["run-id"])
         except (ValueError, KeyError, TypeError):
             raise DeployError(f"flwr run (simulation) failed: {_last_line(started)}") from None
+
         def flower_status() -> str:
             out = cli("list", CONNECTION, "--run-id", str(run_id), "--format", "json")
             try:
