@@ -4,7 +4,7 @@ the one-run lower bound (Steinke, Nasr, Jagielski 2023), and the membership-infe
     .venv/bin/python benchmarks/bench_audit.py --work /tmp/evidence [--difficulty D] [--canaries 5000]
         [--epochs 2] [--sample-rate 0.1] [--size 32] [--threads 1] [--device cpu] [--docs]
 
-On the sweep's task (the hospitals' synthetic patients, K = 10, from the public body). The broken
+On the sweep's task (the hospitals' synthetic patients, K = 10, from the public model). The broken
 mechanisms use the harness's test-only option (`run_audit(test_only_break=...)`), which no command
 exposes. Writes WORK/audit/audit.md, audit.json, audit_scores.npz (every canary's score and
 membership, to redraw the figure) and audit_roc.png; `--docs` copies the table and
