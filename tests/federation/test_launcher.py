@@ -115,5 +115,5 @@ def test_waiting_for_a_run_asks_flower_only_when_results_say_it_ended(tmp_path):
     assert len(asked) == 1 and 0.9 < time.monotonic() - start < 5   # asked once, right after the file said so
 
     asked.clear()   # no results file at all (the ServerApp died): Flower is asked every `recheck` s
-    assert wait_for_run(lambda: asked.append(1) or "running", tmp_path / "none.json", timeout=1.6, recheck=0.5) is None
-    assert 2 <= len(asked) <= 4
+    assert wait_for_run(lambda: asked.append(1) or "running", tmp_path / "none.json", timeout=2.0, recheck=0.5) is None
+    assert 2 <= len(asked) <= 5   # every 0.5 s; polling at the file's 0.2 s would ask ~10 times

@@ -16,6 +16,7 @@ from typing import Callable
 
 from filelock import FileLock
 
+
 def shared_root(tmp_path_factory) -> Path:
     """The folder every worker of this run sees (the session's base temp without xdist)."""
     base = tmp_path_factory.getbasetemp()

@@ -6,8 +6,9 @@
 
 `hospital_shares` is a hospital's part: a Flower hospital calls it with itself alone
 (federation/task.py), the simulator with all K hospitals, each clipping its own batch as a node
-does (so in test mode a deployment's sum matches the simulator's to the quantization step). `server_step` is the server's part: the Flower strategy calls it on what SecAgg+
-unmasked, the simulator inside `dopamine_round`. Randomness: every draw is from the OS CSPRNG
+does (so in test mode a deployment's sum matches the simulator's to the quantization step).
+`server_step` is the server's part: the Flower strategy calls it on what SecAgg+ unmasked, the
+simulator inside `dopamine_round`. Randomness: every draw is from the OS CSPRNG
 unless a test passes seeded generators (trainer/dp/noise.py).
 """
 from __future__ import annotations
